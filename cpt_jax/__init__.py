@@ -1,0 +1,1 @@
+"""cpt-jax: contrastive pre-training of text and code embedding models in JAX."""

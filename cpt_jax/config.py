@@ -1,0 +1,93 @@
+"""gin at the edges: command-line flags -> bindings -> the run's config objects.
+
+The modules below never import gin. Here their config dataclasses are registered as gin
+configurables, and the CLIs call `parse_flags` then build a `TrainConfig` (or another root)
+from the bindings. Flags follow T5X:
+  --gin_file=PATH            (repeatable; later files override earlier ones)
+  --gin.NAME=VALUE           one binding, e.g. --gin.TrainConfig.num_steps=200
+  --gin_param="NAME = VALUE" gin's own form (repeatable)
+A --gin.NAME value that is not a Python literal or a gin reference (@x, %X) is taken as a
+string, so --gin.TrainConfig.output_dir=/tmp/run needs no extra quotes.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Sequence
+
+import gin
+
+from cpt_jax.data.pipeline import DataConfig
+from cpt_jax.model import ModelConfig
+from cpt_jax.parallel.mesh import MeshConfig
+from cpt_jax.train.loop import TrainConfig
+from cpt_jax.train.optimizer import OptimizerConfig
+from cpt_jax.train.state import TemperatureConfig
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CONFIGURABLES = {
+    cls.__name__: gin.external_configurable(cls, cls.__name__)
+    for cls in (ModelConfig, DataConfig, MeshConfig, OptimizerConfig, TemperatureConfig, TrainConfig)
+}
+
+
+def _binding_value(raw: str) -> str:
+    raw = raw.strip()
+    if raw.startswith(("@", "%")):
+        return raw
+    try:
+        ast.literal_eval(raw)
+        return raw
+    except (ValueError, SyntaxError):
+        return repr(raw)
+
+
+def split_flags(argv: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
+    """(gin files, bindings, other args) from argv (without the program name)."""
+    files, bindings, rest = [], [], []
+    it = iter(argv)
+    for arg in it:
+        name, eq, value = arg.partition("=")
+        if name in ("--gin_file", "--gin_param") and not eq:
+            value = next(it, None)
+            if value is None:
+                raise SystemExit(f"{name} needs a value, e.g. {name}=...")
+        if name == "--gin_file":
+            files.append(value)
+        elif name == "--gin_param":
+            bindings.append(value)
+        elif name.startswith("--gin."):
+            if not eq:
+                raise SystemExit(f"{arg!r} has no value; write --gin.NAME=VALUE.")
+            bindings.append(f"{name[len('--gin.'):]} = {_binding_value(value)}")
+        else:
+            rest.append(arg)
+    return files, bindings, rest
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+    """Parses gin flags into gin's global config; returns the remaining arguments.
+
+    Gin files are looked up as given, then relative to the repository root, so
+    `--gin_file=configs/experiments/tiny_code.gin` works from any directory.
+    """
+    files, bindings, rest = split_flags(argv)
+    gin.add_config_file_search_path(REPO_ROOT)
+    resolved = []
+    for f in files:
+        if not os.path.exists(f) and not os.path.exists(os.path.join(REPO_ROOT, f)):
+            raise SystemExit(f"gin file {f!r} not found (looked in the working directory and {REPO_ROOT}).")
+        resolved.append(f if os.path.exists(f) else os.path.join(REPO_ROOT, f))
+    gin.parse_config_files_and_bindings(resolved, bindings, finalize_config=True)
+    return rest
+
+
+def build(name: str):
+    """An instance of a registered config class (e.g. "TrainConfig") from the parsed bindings."""
+    return CONFIGURABLES[name]()
+
+
+def operative_config() -> str:
+    return gin.operative_config_str()

@@ -1,0 +1,293 @@
+"""Paired examples mined from the running interpreter's standard library.
+
+Two pair kinds, both plain Python with no downloads:
+
+* code pairs: (docstring, function source without its docstring), the
+  cpt-code text->code setting;
+* text pairs: neighbouring spans of one document (long module/class
+  docstrings and the ``pydoc_data`` help topics), the cpt-text setting.
+
+Splits are assigned per top-level package (or per pydoc topic) by a stable
+hash, so one package never contributes to two splits and held-out retrieval
+never sees code from a package seen in training. Every pair carries its
+``module``, and ``module_split(pair["module"])`` is always the pair's split.
+"""
+
+from __future__ import annotations
+
+import ast
+import collections
+import dataclasses
+import hashlib
+import os
+import pathlib
+import re
+import sysconfig
+import tokenize
+from collections.abc import Iterator
+from typing import Literal
+
+Split = Literal["train", "validation", "test"]
+SPLITS: tuple[Split, ...] = ("train", "validation", "test")
+Pair = dict[str, str]
+
+# Directories that hold tests, third-party code or Python-2 era fixtures.
+_SKIP_DIRS = frozenset({"site-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__"})
+_MIN_DOC_WORDS = 3
+_SPAN_MIN_WORDS = 40
+_SPAN_MAX_WORDS = 120
+# Spans whose word sets overlap more than this are treated as near-identical.
+_MAX_SPAN_JACCARD = 0.8
+# pydoc topics get the module name "pydoc-topic:<topic>": the hyphen cannot
+# clash with an importable module, and it contains no dot, so each topic is its
+# own split unit.
+_PYDOC_TOPIC_PREFIX = "pydoc-topic:"
+
+
+def module_split(module: str, seed: int = 0) -> Split:
+    """Assigns ``module`` to a split (~80/10/10) by hashing its top-level package.
+
+    Uses sha256 rather than ``hash`` so the assignment is stable across
+    processes and interpreter runs (``PYTHONHASHSEED``).
+    """
+    top = module.split(".", 1)[0]
+    digest = hashlib.sha256(f"{seed}:{top}".encode()).digest()
+    bucket = int.from_bytes(digest[:8], "big") % 10
+    return "train" if bucket < 8 else ("validation" if bucket == 8 else "test")
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class StdlibModule:
+    """One parsed standard-library source file."""
+
+    name: str  # dotted module name, e.g. "json.decoder"
+    source: str
+    tree: ast.Module
+
+
+def stdlib_root() -> pathlib.Path:
+    """Directory of the running interpreter's pure-Python standard library."""
+    return pathlib.Path(sysconfig.get_paths()["stdlib"])
+
+
+def _module_name(relative: pathlib.Path) -> str:
+    parts = list(relative.with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def iter_module_files() -> Iterator[tuple[str, pathlib.Path]]:
+    """Yields ``(dotted module name, path)`` for stdlib ``.py`` files, sorted."""
+    root = stdlib_root()
+    relatives = []
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = [d for d in subdirs if d not in _SKIP_DIRS]  # prune, don't walk them
+        base = pathlib.Path(directory).relative_to(root)
+        relatives.extend(base / f for f in files if f.endswith(".py"))
+    for relative in sorted(relatives):
+        if all(part.isidentifier() for part in relative.with_suffix("").parts):
+            # Non-identifier paths (e.g. config-3.11-x86_64-linux-gnu) are not importable.
+            yield _module_name(relative), root / relative
+
+
+def iter_modules(
+    split: str, seed: int = 0, skipped: collections.Counter[str] | None = None
+) -> Iterator[StdlibModule]:
+    """Yields the parsed modules of ``split``; unreadable files are counted in ``skipped``."""
+    _check_split(split)
+    skipped = collections.Counter() if skipped is None else skipped
+    for name, path in iter_module_files():
+        if module_split(name, seed) != split:
+            continue
+        try:
+            with tokenize.open(path) as f:  # honours PEP 263 coding cookies
+                source = f.read()
+            tree = ast.parse(source, filename=str(path))
+        except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+            skipped["unparsable_file"] += 1
+            continue
+        yield StdlibModule(name, source, tree)
+
+
+def _walk_defs(
+    node: ast.AST, prefix: str = ""
+) -> Iterator[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef]]:
+    """Yields ``(qualname, node)`` for every function/class, depth first in source order."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            qualname = f"{prefix}{child.name}"
+            yield qualname, child
+            yield from _walk_defs(child, f"{qualname}.")
+        else:
+            yield from _walk_defs(child, prefix)
+
+
+def _is_trivial(stmt: ast.stmt) -> bool:
+    """True for placeholder statements: ``pass``, ``...`` and ``raise NotImplementedError``."""
+    if isinstance(stmt, ast.Pass):
+        return True
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+        return True  # `...` or a stray string literal
+    if isinstance(stmt, ast.Raise) and stmt.exc is not None:
+        exc = stmt.exc.func if isinstance(stmt.exc, ast.Call) else stmt.exc
+        return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
+    return False
+
+
+def _code_without_docstring(
+    lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef
+) -> str | None:
+    """Function source minus its docstring statement, dedented to the ``def`` column.
+
+    Returns None when the docstring shares a line with other code (e.g.
+    ``def f(): "doc"; return 1``): removing whole lines would then cut code.
+    A trailing comment on the docstring's last line is dropped with it.
+    """
+    doc = node.body[0]
+    assert doc.end_lineno is not None and doc.end_col_offset is not None
+    assert node.end_lineno is not None
+    before = lines[doc.lineno - 1][: doc.col_offset].strip()
+    after = lines[doc.end_lineno - 1][doc.end_col_offset :].strip()
+    if before or not (after == "" or after.startswith("#")):
+        return None
+    kept = lines[node.lineno - 1 : doc.lineno - 1] + lines[doc.end_lineno : node.end_lineno]
+    indent = node.col_offset
+    # Strip the def's own indentation only; lines inside multi-line strings that
+    # are indented less than the def are left untouched.
+    dedented = [line[indent:] if not line[:indent].strip() else line for line in kept]
+    return "".join(dedented).rstrip() + "\n"
+
+
+def code_pairs(
+    module: StdlibModule, skipped: collections.Counter[str] | None = None
+) -> Iterator[tuple[str, Pair]]:
+    """Yields ``(key, {"x": docstring, "y": code, "module": name})`` for one module.
+
+    ``x`` is the ``inspect.cleandoc``-ed docstring, ``y`` the function's source
+    (signature and body, dedented) with the docstring statement removed.
+    Functions whose remaining body is a placeholder or whose docstring has fewer
+    than three words are skipped and counted in ``skipped``.
+    """
+    skipped = collections.Counter() if skipped is None else skipped
+    lines = module.source.splitlines(keepends=True)
+    for qualname, node in _walk_defs(module.tree):
+        if isinstance(node, ast.ClassDef):
+            continue
+        docstring = ast.get_docstring(node, clean=True)
+        if docstring is None:
+            continue
+        if len(docstring.split()) < _MIN_DOC_WORDS:
+            skipped["short_docstring"] += 1
+            continue
+        if all(_is_trivial(stmt) for stmt in node.body[1:]):
+            skipped["trivial_body"] += 1
+            continue
+        code = _code_without_docstring(lines, node)
+        if code is None:
+            skipped["inline_docstring"] += 1
+            continue
+        key = f"{module.name}:{qualname}:{node.lineno}"
+        yield key, {"x": docstring, "y": code, "module": module.name}
+
+
+def iter_code_pairs(
+    split: str, seed: int = 0, skipped: collections.Counter[str] | None = None
+) -> Iterator[tuple[str, Pair]]:
+    """Yields the :func:`code_pairs` of every stdlib module in ``split``, in path order."""
+    for module in iter_modules(split, seed, skipped):
+        yield from code_pairs(module, skipped)
+
+
+def split_spans(
+    text: str, min_words: int = _SPAN_MIN_WORDS, max_words: int = _SPAN_MAX_WORDS
+) -> list[str]:
+    """Splits a document into consecutive spans of roughly ``min_words``..``max_words``.
+
+    Paragraphs (blank-line separated) are merged greedily until a span holds at
+    least ``min_words``; paragraphs longer than ``max_words`` are first cut into
+    equal word chunks. A tail shorter than ``min_words`` is merged into the
+    previous span when it fits, else kept only if at least half of ``min_words``.
+    """
+    pieces: list[str] = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        words = paragraph.split()
+        if not words:
+            continue
+        if len(words) <= max_words:
+            pieces.append(paragraph.strip("\n").rstrip())
+            continue
+        n_chunks = -(-len(words) // max_words)
+        size = -(-len(words) // n_chunks)
+        pieces.extend(" ".join(words[i : i + size]) for i in range(0, len(words), size))
+
+    spans: list[str] = []
+    current: list[str] = []
+    current_words = 0
+    for piece in pieces:
+        n = len(piece.split())
+        if current and (current_words >= min_words or current_words + n > max_words):
+            spans.append("\n\n".join(current))
+            current, current_words = [], 0
+        current.append(piece)
+        current_words += n
+    if current_words >= min_words:
+        spans.append("\n\n".join(current))
+    elif spans and len(spans[-1].split()) + current_words <= max_words:
+        spans[-1] = "\n\n".join([spans[-1], *current])
+    elif current_words >= min_words // 2:
+        spans.append("\n\n".join(current))
+    return spans
+
+
+def _near_identical(a: str, b: str) -> bool:
+    wa, wb = set(a.lower().split()), set(b.lower().split())
+    if not wa or not wb:
+        return True
+    return len(wa & wb) / len(wa | wb) > _MAX_SPAN_JACCARD
+
+
+def document_pairs(key_prefix: str, module: str, document: str) -> Iterator[tuple[str, Pair]]:
+    """Yields ``(key, {"x": span_i, "y": span_i+1, "module"})`` over :func:`split_spans`.
+
+    Pairs whose spans are near-identical (word-set Jaccard > 0.8) are dropped.
+    """
+    spans = split_spans(document)
+    for i, (x, y) in enumerate(zip(spans, spans[1:])):
+        if not _near_identical(x, y):
+            yield f"{key_prefix}:{i}", {"x": x, "y": y, "module": module}
+
+
+def _pydoc_topics() -> dict[str, str]:
+    from pydoc_data import topics  # stdlib; imported lazily, it is ~1 MB of text
+
+    return topics.topics
+
+
+def iter_text_pairs(
+    split: str, seed: int = 0, skipped: collections.Counter[str] | None = None
+) -> Iterator[tuple[str, Pair]]:
+    """Yields neighbouring-span pairs (:func:`document_pairs`) of ``split``'s documents.
+
+    Documents are module and class docstrings of the split's modules, then the
+    ``pydoc_data.topics`` help topics (module ``"pydoc-topic:<topic>"``, split
+    by hashing that name).
+    """
+    for module in iter_modules(split, seed, skipped):
+        module_doc = ast.get_docstring(module.tree, clean=True)
+        if module_doc:
+            yield from document_pairs(f"{module.name}:<module>", module.name, module_doc)
+        for qualname, node in _walk_defs(module.tree):
+            if isinstance(node, ast.ClassDef):
+                class_doc = ast.get_docstring(node, clean=True)
+                if class_doc:
+                    yield from document_pairs(f"{module.name}:{qualname}", module.name, class_doc)
+    for topic, document in sorted(_pydoc_topics().items()):
+        name = f"{_PYDOC_TOPIC_PREFIX}{topic}"
+        if module_split(name, seed) == split:
+            yield from document_pairs(name, name, document)

@@ -1,0 +1,96 @@
+"""Embedder: a trained (or freshly initialised) encoder plus its tokenizer, as `encode(texts)`.
+
+Texts are tokenised with the side's delimiters, sorted by length and padded to a few
+bucket lengths, so a handful of compiled shapes serve any input; batches are split over all
+local devices. `encode` has the shape MTEB expects: a list of strings in, float32 [n, d] out.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from cpt_jax import checkpoint
+from cpt_jax.data.tokenizer import Tokenizer
+from cpt_jax.model import ModelConfig, embed, init_params
+
+SIDES = {"query": "x", "document": "y", "x": "x", "y": "y"}
+TOKENIZER_FILE = "tokenizer.model"
+
+
+def bucket_lengths(max_len: int, smallest: int = 16) -> list[int]:
+    """Powers of two from `smallest` up to max_len (max_len always included)."""
+    lengths, n = [], smallest
+    while n < max_len:
+        lengths.append(n)
+        n *= 2
+    return lengths + [max_len]
+
+
+class Embedder:
+    """Encodes texts into L2-normalised float32 embeddings with one model."""
+
+    def __init__(self, model: ModelConfig, params: Any, tokenizer: Tokenizer, max_len: dict[str, int]) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_len = max_len  # per side ("x", "y"): the lengths the model was trained with
+        self._mesh = Mesh(np.array(jax.local_devices()), ("batch",))
+        self.params = jax.device_put(params, NamedSharding(self._mesh, P()))
+        self._embed = jax.jit(
+            lambda p, t, m: embed(p, model, t, m),
+            in_shardings=(NamedSharding(self._mesh, P()),) + (NamedSharding(self._mesh, P("batch")),) * 2,
+        )
+
+    @classmethod
+    def load(cls, run_dir: str, step: int | None = None) -> Embedder:
+        """The encoder of a training run's latest (or given) checkpoint, with its tokenizer."""
+        step, meta = checkpoint.read_meta(run_dir, step)
+        model = ModelConfig(**meta["model_config"])
+        target = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
+        single = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = {
+            "encoder": checkpoint.abstract_like(target, jax.tree.map(lambda _: single, target)),
+            "log_temperature": jax.ShapeDtypeStruct((), jnp.float32, sharding=single),
+        }
+        params = checkpoint.restore_params(run_dir, step, target)["encoder"]
+        tokenizer = Tokenizer.load(os.path.join(run_dir, TOKENIZER_FILE))
+        data = meta["data_config"]
+        return cls(model, params, tokenizer, {"x": data["max_len_x"], "y": data["max_len_y"]})
+
+    @classmethod
+    def random_init(cls, model: ModelConfig, tokenizer: Tokenizer, max_len: dict[str, int], seed: int = 0) -> Embedder:
+        """The same architecture at initialisation: the floor any training must beat."""
+        return cls(model, init_params(model, jax.random.key(seed)), tokenizer, max_len)
+
+    @property
+    def dim(self) -> int:
+        return self.model.d_model
+
+    def encode(self, texts: Sequence[str], side: str = "document", batch_size: int = 64, **_: Any) -> np.ndarray:
+        """texts -> float32 [len(texts), d_model]. side: "query"/"x" or "document"/"y"."""
+        if side not in SIDES:
+            raise ValueError(f"side={side!r}; use 'query' (x side) or 'document' (y side).")
+        s = SIDES[side]
+        n_dev = len(jax.local_devices())
+        batch_size = max(n_dev, batch_size - batch_size % n_dev)
+        tokens, mask = self.tokenizer.encode(list(texts), s, self.max_len[s])
+        lengths = mask.sum(axis=1)
+        order = np.argsort(-lengths, kind="stable")
+        buckets = bucket_lengths(self.max_len[s])
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            width = next(b for b in buckets if b >= lengths[idx].max())
+            t = np.zeros((batch_size, width), np.int32)
+            m = np.zeros((batch_size, width), np.int32)
+            t[: len(idx)], m[: len(idx)] = tokens[idx, :width], mask[idx, :width]
+            m[len(idx) :, 0] = 1  # padding rows get one token so pooling stays finite
+            out[idx] = np.asarray(self._embed(self.params, t, m))[: len(idx)]
+        return out

@@ -1,0 +1,34 @@
+"""Pooling hidden states into one embedding per sequence (pure functions)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def eos_pool(hidden: Array, mask: Array) -> Array:
+    """Hidden state at the last real token, which the tokenizer guarantees is the side's EOS.
+
+    hidden: [batch, seq, d]; mask: [batch, seq] (1 = real token, right-padded) -> [batch, d].
+    """
+    last = jnp.sum(mask.astype(jnp.int32), axis=-1) - 1
+    return jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
+
+
+def mean_pool(hidden: Array, mask: Array) -> Array:
+    """Mean of the hidden states over real tokens. hidden: [batch, seq, d] -> [batch, d]."""
+    m = mask.astype(hidden.dtype)[..., None]
+    return jnp.sum(hidden * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1)
+
+
+def l2_normalize(x: Array, eps: float = 1e-12) -> Array:
+    """Rows scaled to unit L2 norm. x: [batch, d] -> [batch, d]."""
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps))
+
+
+def pool(hidden: Array, mask: Array, kind: str) -> Array:
+    """Pooled, L2-normalised float32 embedding [batch, d] by ModelConfig.pooling."""
+    pooled = eos_pool(hidden, mask) if kind == "eos" else mean_pool(hidden, mask)
+    return l2_normalize(pooled.astype(jnp.float32))

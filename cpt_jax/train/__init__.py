@@ -1,0 +1,1 @@
+"""Training: optimizer, sharded state, the jitted step, metrics and the loop (python -m cpt_jax.train)."""

@@ -1,0 +1,33 @@
+"""python -m cpt_jax.train --gin_file=configs/experiments/tiny_code.gin [--gin.NAME=VALUE ...]
+
+Multi-process: add --coordinator_address=HOST:PORT --num_processes=N --process_id=I
+(launch/local.sh does this on one machine); on SLURM, TPU VMs and JobSet it is automatic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cpt_jax import config
+from cpt_jax.parallel import runtime
+from cpt_jax.train.loop import train
+
+
+def main(argv: list[str]) -> None:
+    rest = config.parse_flags(argv)
+    parser = argparse.ArgumentParser(prog="python -m cpt_jax.train")
+    parser.add_argument("--coordinator_address", default=None)
+    parser.add_argument("--num_processes", type=int, default=None)
+    parser.add_argument("--process_id", type=int, default=None)
+    args, unknown = parser.parse_known_args(rest)
+    if unknown:
+        raise SystemExit(f"unknown arguments {unknown}; pass settings as --gin.NAME=VALUE or --gin_param.")
+    # Build the configs first: a bad binding fails here, before any process joins the job.
+    train_config = config.build("TrainConfig")
+    runtime.initialize(args.coordinator_address, args.num_processes, args.process_id)
+    train(train_config, config.operative_config)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,186 @@
+"""The training loop: config checks, data, sharded state, the step, metrics, checkpoints.
+
+Read top to bottom, it is the whole run (big_vision style): everything it composes lives in
+its own module, and everything it is told comes from one TrainConfig built by gin at the edge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+from cpt_jax.checkpoint import Checkpointer, abstract_like, model_meta
+from cpt_jax.data import builders
+from cpt_jax.data.pipeline import DataConfig, PairBatches, iter_training_texts
+from cpt_jax.data.tokenizer import Tokenizer
+from cpt_jax.model import ModelConfig
+from cpt_jax.parallel import runtime
+from cpt_jax.parallel.mesh import BATCH_AXES, MeshConfig, batch_size_per_shard, make_mesh
+from cpt_jax.parallel.rules import batch_sharding, rules_from_config
+from cpt_jax.train.metrics import MetricsWriter
+from cpt_jax.train.optimizer import OptimizerConfig, learning_rate, make_optimizer
+from cpt_jax.train.state import TemperatureConfig, TrainState, create_train_state
+from cpt_jax.train.step import StepContext, make_train_step
+
+TOKENIZER_FILE = "tokenizer.model"
+OPERATIVE_CONFIG_FILE = "config.gin"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """One training run.
+
+    output_dir: where the tokenizer, operative config, TensorBoard events and checkpoints go.
+    global_batch_size: pairs per step over all processes (the N of the N x N logits).
+    tokenizer_path: an existing SentencePiece model, or None to train one on the train split
+      (saved as <output_dir>/tokenizer.model and reused on restart).
+    sharding_rules: logical-axis -> mesh-axis pairs; None for parallel.rules.DEFAULT_RULES.
+    """
+
+    output_dir: str
+    model: ModelConfig
+    data: DataConfig
+    num_steps: int
+    global_batch_size: int
+    mesh: MeshConfig = MeshConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    temperature: TemperatureConfig = TemperatureConfig()
+    sharding_rules: tuple | None = None
+    seed: int = 0
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    tokenizer_path: str | None = None
+    tokenizer_max_texts: int = 50_000
+
+
+def validate(config: TrainConfig, num_devices: int) -> None:
+    """Fail before any data preparation or compile, naming the bad value and the fix."""
+    config.mesh.resolve(num_devices)
+    for side in ("x", "y"):
+        length = getattr(config.data, f"max_len_{side}")
+        if length > config.model.max_len:
+            raise ValueError(
+                f"DataConfig.max_len_{side}={length} exceeds ModelConfig.max_len={config.model.max_len}; "
+                f"lower the data length or raise the model's."
+            )
+    if config.num_steps <= 0 or config.global_batch_size <= 0:
+        raise ValueError("TrainConfig.num_steps and TrainConfig.global_batch_size must be positive.")
+    if config.global_batch_size % jax.process_count():
+        raise ValueError(
+            f"TrainConfig.global_batch_size={config.global_batch_size} must be divisible by the "
+            f"{jax.process_count()} processes."
+        )
+
+
+def prepare_tokenizer(config: TrainConfig) -> Tokenizer:
+    """Load the configured tokenizer or train one (process 0) on the train split's texts."""
+    path = config.tokenizer_path or os.path.join(config.output_dir, TOKENIZER_FILE)
+    if not os.path.exists(path) and jax.process_index() == 0:
+        texts = iter_training_texts(
+            config.data.data_dir, datasets=(config.data.dataset,), max_texts=config.tokenizer_max_texts
+        )
+        Tokenizer.train(texts, config.model.vocab_size, path)
+    runtime.barrier("tokenizer")
+    tokenizer = Tokenizer.load(path)
+    if tokenizer.vocab_size != config.model.vocab_size:
+        raise ValueError(
+            f"Tokenizer {path} has {tokenizer.vocab_size} pieces but ModelConfig.vocab_size="
+            f"{config.model.vocab_size}; set them equal (or delete the tokenizer to retrain it)."
+        )
+    return tokenizer
+
+
+def _restore_or_init(config: TrainConfig, ckpt: Checkpointer, make_state: Callable[[], tuple[TrainState, TrainState]]) -> tuple[TrainState, TrainState]:
+    state, shardings = make_state()
+    step = ckpt.latest_step()
+    if step is None:
+        return state, shardings
+    params, opt_state, meta = ckpt.restore(
+        step, abstract_like(state.params, shardings.params), abstract_like(state.opt_state, shardings.opt_state)
+    )
+    print(f"restored checkpoint at step {step} from {config.output_dir}", flush=True)
+    return TrainState(step=jax.device_put(np.int32(meta["step"]), shardings.step), params=params, opt_state=opt_state), shardings
+
+
+def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "") -> dict[str, float]:
+    """Runs (or resumes) training to config.num_steps; returns the last logged metrics."""
+    validate(config, jax.device_count())
+    is_writer = jax.process_index() == 0
+    if is_writer:
+        os.makedirs(config.output_dir, exist_ok=True)
+        builders.prepare(config.data.dataset, config.data.data_dir)
+    runtime.barrier("data prepared")
+    tokenizer = prepare_tokenizer(config)
+
+    mesh = make_mesh(config.mesh)
+    batch_size_per_shard(mesh, config.global_batch_size)
+    rules = rules_from_config(config.sharding_rules)
+    tx = make_optimizer(config.optimizer, config.num_steps)
+    ckpt = Checkpointer(config.output_dir, save_every=config.checkpoint_every, keep=config.keep_checkpoints)
+    state, shardings = _restore_or_init(
+        config, ckpt, lambda: create_train_state(config.model, config.temperature, tx, mesh, rules, config.seed)
+    )
+    lr = lambda step: learning_rate(config.optimizer, config.num_steps, step)  # noqa: E731
+    step_fn = make_train_step(StepContext(config.model, config.temperature, tx, mesh, rules, config.seed), shardings, lr)
+
+    data = PairBatches(config.data, tokenizer, config.global_batch_size, jax.process_index(), jax.process_count())
+    global_batch = batch_sharding(mesh, BATCH_AXES)
+    start = int(jax.device_get(state.step))
+    writer = MetricsWriter(os.path.join(config.output_dir, "tensorboard"), config.num_steps) if is_writer else None
+
+    # The configs were built before this call, so gin's operative config is already complete.
+    operative = operative_config()
+    if writer:
+        _write_operative_config(config.output_dir, operative)
+    static_meta = {
+        "model_config": model_meta(config.model),
+        "data_config": dataclasses.asdict(config.data),
+        "operative_config": operative,
+    }
+
+    pending: list[dict[str, jax.Array]] = []
+    last: dict[str, float] = {}
+    t_log = time.perf_counter()
+    for step, local in zip(range(start, config.num_steps), data.iterate(start)):
+        batch = {k: jax.make_array_from_process_local_data(global_batch, v) for k, v in local.items()}
+        state, metrics = step_fn(state, batch)
+        pending.append(metrics)
+        done = step + 1
+        if step == start:
+            # The first step includes compilation: rates are measured from its end.
+            jax.block_until_ready(metrics)
+            pending, t_log = [], time.perf_counter()
+            if writer:
+                writer.start(done)
+        if done % config.log_every == 0 or done == config.num_steps:
+            last = _summarise(jax.device_get(pending), time.perf_counter() - t_log) if pending else last
+            pending, t_log = [], time.perf_counter()
+            if writer and last:
+                writer.write(done, last)
+        ckpt.save(done, state.params, state.opt_state, {"step": done, **static_meta}, force=done == config.num_steps)
+    ckpt.wait()
+    ckpt.close()
+    if writer:
+        writer.close()
+    return last
+
+
+def _summarise(history: list[dict[str, Any]], seconds: float) -> dict[str, float]:
+    """Means over the steps since the last log, plus token and pair rates."""
+    out = {k: float(np.mean([h[k] for h in history])) for k in history[0] if k != "tokens"}
+    tokens = float(np.sum([h["tokens"] for h in history]))
+    out["tokens_per_s"] = tokens / max(seconds, 1e-9)
+    out["steps_per_s"] = len(history) / max(seconds, 1e-9)
+    return out
+
+
+def _write_operative_config(output_dir: str, text: str) -> None:
+    with open(os.path.join(output_dir, OPERATIVE_CONFIG_FILE), "w") as f:
+        f.write(text)

@@ -1,0 +1,76 @@
+"""AdamW with warmup, decay and gradient clipping; the schedule is a pure function of the step."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+DECAYS = ("cosine", "linear", "constant")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """AdamW hyper-parameters.
+
+    learning_rate: peak rate, reached after warmup_steps of linear warmup from 0.
+    decay: "cosine", "linear" or "constant" from the peak to end_learning_rate_fraction * peak.
+    weight_decay: decoupled decay on matrices only (not biases, norms or the temperature).
+    clip_norm: global gradient-norm clip; 0 disables it.
+    """
+
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
+    decay: str = "cosine"
+    end_learning_rate_fraction: float = 0.1
+    weight_decay: float = 0.1
+    b1: float = 0.9
+    b2: float = 0.98
+    eps: float = 1e-6
+    clip_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.decay not in DECAYS:
+            raise ValueError(f"OptimizerConfig.decay={self.decay!r}; choose one of {DECAYS}.")
+        if self.learning_rate <= 0 or self.warmup_steps < 0 or self.clip_norm < 0:
+            raise ValueError("OptimizerConfig needs learning_rate > 0, warmup_steps >= 0 and clip_norm >= 0.")
+
+
+def learning_rate(config: OptimizerConfig, total_steps: int, step: jax.Array | int) -> jax.Array:
+    """Learning rate at `step` (0-based) of a run of `total_steps` steps."""
+    step = jnp.asarray(step, jnp.float32)
+    peak = config.learning_rate
+    end = peak * config.end_learning_rate_fraction
+    warm = max(config.warmup_steps, 1)
+    warmup = peak * jnp.minimum(step + 1, warm) / warm
+    progress = jnp.clip((step - config.warmup_steps) / max(total_steps - config.warmup_steps, 1), 0.0, 1.0)
+    if config.decay == "cosine":
+        decayed = end + (peak - end) * 0.5 * (1 + jnp.cos(math.pi * progress))
+    elif config.decay == "linear":
+        decayed = peak + (end - peak) * progress
+    else:
+        decayed = jnp.asarray(peak, jnp.float32)
+    return jnp.where(step < config.warmup_steps, warmup, decayed)
+
+
+def _decay_mask(params: Any) -> Any:
+    return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+
+
+def make_optimizer(config: OptimizerConfig, total_steps: int) -> optax.GradientTransformation:
+    """The optax chain: optional global-norm clip, then AdamW on the schedule."""
+    adamw = optax.adamw(
+        lambda step: learning_rate(config, total_steps, step),
+        b1=config.b1,
+        b2=config.b2,
+        eps=config.eps,
+        weight_decay=config.weight_decay,
+        mask=_decay_mask,
+    )
+    if config.clip_norm == 0:
+        return adamw
+    return optax.chain(optax.clip_by_global_norm(config.clip_norm), adamw)

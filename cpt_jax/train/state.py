@@ -1,0 +1,88 @@
+"""The train state and its sharded creation.
+
+The state is built already sharded: `jax.eval_shape` gives the abstract tree, the
+logical-axis rules give each leaf a NamedSharding, and `jax.jit(..., out_shardings=...)`
+materialises every shard on its own device. No host ever holds the whole model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from cpt_jax.model import ModelConfig, init_boxed
+from cpt_jax.parallel.rules import Rules, logical_shardings, replicated
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class TemperatureConfig:
+    """Learned log-temperature tau: logits = cos * exp(tau), tau kept in [min, max] after every update.
+
+    Defaults follow CLIP / the paper: init log(1/0.07), upper bound log(100).
+    """
+
+    init: float = math.log(1 / 0.07)
+    minimum: float = 0.0
+    maximum: float = math.log(100.0)
+
+    def __post_init__(self) -> None:
+        if not self.minimum <= self.init <= self.maximum:
+            raise ValueError(
+                f"TemperatureConfig.init={self.init:.4f} must lie in [minimum={self.minimum:.4f}, "
+                f"maximum={self.maximum:.4f}]."
+            )
+
+
+@flax.struct.dataclass
+class TrainState:
+    """step: []; params: {"encoder": tree, "log_temperature": []}; opt_state: optax state."""
+
+    step: Array
+    params: Any
+    opt_state: Any
+
+
+def _init_state(model: ModelConfig, temperature: TemperatureConfig, tx: optax.GradientTransformation, rng: Array) -> TrainState:
+    params = {
+        "encoder": nn.meta.unbox(init_boxed(model, rng)),
+        "log_temperature": jnp.asarray(temperature.init, jnp.float32),
+    }
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
+def state_shardings(
+    model: ModelConfig, temperature: TemperatureConfig, tx: optax.GradientTransformation, mesh: Mesh, rules: Rules
+) -> TrainState:
+    """NamedShardings for every leaf of the TrainState (optimizer moments follow their params)."""
+    rng = jax.random.key(0)
+    boxed = jax.eval_shape(lambda: init_boxed(model, rng))
+    params = {"encoder": logical_shardings(boxed, mesh, rules), "log_temperature": replicated(mesh)}
+    abstract = jax.eval_shape(lambda: _init_state(model, temperature, tx, rng))
+    opt_state = optax.tree_map_params(
+        tx, lambda _, sharding: sharding, abstract.opt_state, params, transform_non_params=lambda _: replicated(mesh)
+    )
+    return TrainState(step=replicated(mesh), params=params, opt_state=opt_state)
+
+
+def create_train_state(
+    model: ModelConfig,
+    temperature: TemperatureConfig,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    rules: Rules,
+    seed: int,
+) -> tuple[TrainState, TrainState]:
+    """(state, shardings): a freshly initialised state, each leaf created on its own shards."""
+    shardings = state_shardings(model, temperature, tx, mesh, rules)
+    init = jax.jit(lambda r: _init_state(model, temperature, tx, r), out_shardings=shardings)
+    return init(jax.random.key(seed)), shardings

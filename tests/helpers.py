@@ -1,0 +1,134 @@
+"""Shared helpers for the model / loss / parallel / train tests.
+
+Compiles dominate the runtime on CPU, so everything here uses one tiny model and caches
+the few expensive objects (created train states) for the whole session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cpt_jax.model import ModelConfig, init_params
+from cpt_jax.parallel.mesh import MeshConfig, make_mesh
+from cpt_jax.parallel.rules import DEFAULT_RULES
+from cpt_jax.train.optimizer import OptimizerConfig, make_optimizer
+from cpt_jax.train.state import TemperatureConfig, create_train_state
+
+TINY = ModelConfig(vocab_size=64, d_model=32, num_layers=2, num_heads=4, d_mlp=64, max_len=16)
+OPT = OptimizerConfig(learning_rate=1e-2, warmup_steps=2)
+TOTAL_STEPS = 10
+TEMPERATURE = TemperatureConfig()
+
+
+def mesh(data: int = 1, fsdp: int = 1, tensor: int = 1):
+    """A mesh over the first data*fsdp*tensor devices."""
+    n = data * fsdp * tensor
+    assert len(jax.devices()) >= n, "tests/conftest.py should provide 8 CPU devices"
+    return make_mesh(MeshConfig(data=data, fsdp=fsdp, tensor=tensor), jax.devices()[:n])
+
+
+def random_side(rng: np.random.Generator, batch: int, seq: int, vocab: int = 64, min_len: int = 3):
+    """Right-padded token ids (pad id 0) and mask with random real lengths in [min_len, seq]."""
+    tokens = rng.integers(1, vocab, (batch, seq)).astype(np.int32)
+    lengths = rng.integers(min_len, seq + 1, batch)
+    lengths[0] = seq  # at least one full row
+    mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int32)
+    return tokens * mask, mask
+
+
+def random_batch(seed: int, batch: int = 16, seq: int = 12) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    xt, xm = random_side(rng, batch, seq)
+    yt, ym = random_side(rng, batch, seq)
+    return {"x_tokens": xt, "x_mask": xm, "y_tokens": yt, "y_mask": ym}
+
+
+def random_params(model: ModelConfig, seed: int = 0, scale: float = 0.02):
+    """Encoder parameters with init_params' tree and shapes, drawn in numpy (no compile).
+
+    Every leaf, biases and LayerNorm offsets included, is N(0, scale^2); LayerNorm scales
+    are 1 + N(0, scale^2)."""
+    shapes = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
+    rng = np.random.default_rng(seed)
+
+    def draw(path, s):
+        x = scale * rng.standard_normal(s.shape).astype(np.float32)
+        return x + 1 if jax.tree_util.keystr(path).endswith("['scale']") else x
+
+    return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+@functools.lru_cache(maxsize=None)
+def tx(opt: OptimizerConfig = OPT, total_steps: int = TOTAL_STEPS):
+    return make_optimizer(opt, total_steps)
+
+
+@functools.lru_cache(maxsize=None)
+def created_state(model: ModelConfig, layout: tuple[int, int, int], seed: int = 0):
+    """(state, shardings) from the real create_train_state; cached, so never donate it."""
+    return create_train_state(model, TEMPERATURE, tx(), mesh(*layout), DEFAULT_RULES, seed)
+
+
+def host(tree):
+    return jax.tree.map(np.asarray, jax.device_get(tree))
+
+
+def rel_err(value, ref) -> float:
+    """||value - ref|| / max(||ref||, tiny), in float64."""
+    value, ref = np.asarray(value, np.float64), np.asarray(ref, np.float64)
+    return float(np.linalg.norm(value - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+# ---------------------------------------------------------------- float64 references
+
+
+class Float64Config(ModelConfig):
+    """ModelConfig whose compute dtype is float64 (only for building references under x64).
+
+    ModelConfig validates dtype against ("float32", "bfloat16"), so the override is a
+    subclass property rather than a field value.
+    """
+
+    @property
+    def compute_dtype(self) -> jnp.dtype:
+        return jnp.dtype(jnp.float64)
+
+
+def float64_config(cfg: ModelConfig) -> Float64Config:
+    return Float64Config(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
+
+
+def _exact_attention(query, key, value, mask=None, **_):
+    """jax.nn.dot_product_attention without its float32 softmax: [b, s, h, k] in the input dtype."""
+    logits = jnp.einsum("bthk,bshk->bhts", query, key) / math.sqrt(query.shape[-1])
+    logits = jnp.where(mask, logits, -jnp.inf)
+    return jnp.einsum("bhts,bshk->bthk", jax.nn.softmax(logits, axis=-1), value)
+
+
+@contextlib.contextmanager
+def exact_float64():
+    """x64 on, and attention softmax in the input dtype (jax's own always runs it in float32).
+
+    Only for references: the library's pool() and loss cast to float32 on purpose, so a
+    float64 reference is built from Encoder(float64_config(cfg)) + eos/mean_pool +
+    l2_normalize + reference_loss under this context."""
+    with pytest.MonkeyPatch.context() as m, jax.enable_x64(True):
+        m.setattr(jax.nn, "dot_product_attention", _exact_attention)
+        yield
+
+
+def reference_loss(x, y, log_temperature):
+    """Symmetric InfoNCE, written directly: labels on the diagonal, logits = cos * exp(tau)."""
+    logits = x @ y.T * jnp.exp(log_temperature)
+    diag = jnp.diagonal(logits)
+    rows = jnp.mean(jax.nn.logsumexp(logits, axis=1) - diag)
+    cols = jnp.mean(jax.nn.logsumexp(logits, axis=0) - diag)
+    return (rows + cols) / 2

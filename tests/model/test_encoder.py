@@ -1,0 +1,140 @@
+"""The encoder's structural properties: causality, padding invariance, scan/remat/bf16 equivalence."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cpt_jax.loss import contrastive_loss
+from cpt_jax.model import embed, init_params
+from cpt_jax.model.encoder import Encoder
+from tests.helpers import TINY, random_params, random_side
+
+J = 4  # the position that gets a different token
+
+
+@functools.lru_cache(maxsize=None)
+def params():
+    """TINY parameters (scanned layers) with non-trivial biases and norms."""
+    return random_params(TINY)
+
+
+@functools.lru_cache(maxsize=None)
+def probe(attention: str):
+    """One compile per attention kind: hidden states of a token pair, and pooled embeddings
+    of a batch padded to 8 and to 12 positions, for both poolings."""
+    cfg = dataclasses.replace(TINY, attention=attention)
+    rng = np.random.default_rng(0)
+    pair = np.tile(rng.integers(1, 64, (1, 10)).astype(np.int32), (2, 1))
+    pair[1, J] = pair[0, J] % 63 + 1  # a different token at position J only
+    tokens, mask = random_side(rng, 4, 8)
+    tokens = np.where(mask == 1, tokens, rng.integers(1, 64, tokens.shape)).astype(np.int32)  # junk under pads
+    long_tokens = np.concatenate([tokens, rng.integers(1, 64, (4, 4)).astype(np.int32)], axis=1)
+    long_mask = np.concatenate([mask, np.zeros((4, 4), np.int32)], axis=1)
+
+    @jax.jit
+    def run(p):
+        hidden = Encoder(cfg).apply({"params": p}, pair, np.ones_like(pair))
+        pooled = {}
+        for kind in ("eos", "mean"):
+            c = dataclasses.replace(cfg, pooling=kind)
+            pooled[kind] = (embed(p, c, tokens, mask), embed(p, c, long_tokens, long_mask))
+        return hidden, pooled
+
+    return jax.device_get(run(params()))
+
+
+def test_causal_attention_only_looks_back():
+    hidden, _ = probe("causal")
+    np.testing.assert_allclose(hidden[1, :J], hidden[0, :J], rtol=0, atol=1e-6)
+    assert np.abs(hidden[1, J:] - hidden[0, J:]).max(axis=-1).min() > 1e-3  # every later position moves
+
+
+def test_bidirectional_attention_looks_both_ways():
+    hidden, _ = probe("bidirectional")
+    assert np.abs(hidden[1, :J] - hidden[0, :J]).max(axis=-1).min() > 1e-3  # every earlier position moves
+
+
+@pytest.mark.parametrize("attention", ["causal", "bidirectional"])
+@pytest.mark.parametrize("kind", ["eos", "mean"])
+def test_padding_does_not_change_embeddings(attention, kind):
+    short, long = probe(attention)[1][kind]
+    np.testing.assert_allclose(np.linalg.norm(short, axis=-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(long, short, rtol=0, atol=2e-6)
+
+
+def test_scan_and_loop_give_identical_outputs():
+    scanned = params()
+    loop_cfg = dataclasses.replace(TINY, scan_layers=False)
+    loop_shapes = jax.eval_shape(lambda: init_params(loop_cfg, jax.random.key(0)))
+    assert "blocks" not in loop_shapes and f"block_{TINY.num_layers - 1}" in loop_shapes
+    # Unscanned parameters: block_i, each an independent tree; stacking them gives the scanned layout.
+    loop = {k: v for k, v in scanned.items() if k != "blocks"}
+    for i in range(TINY.num_layers):
+        loop[f"block_{i}"] = jax.tree.map(lambda a, i=i: np.array(a[i]), scanned["blocks"])
+    assert jax.tree.structure(loop) == jax.tree.structure(loop_shapes)
+    assert jax.tree.map(np.shape, loop) == jax.tree.map(lambda s: s.shape, loop_shapes)
+    restacked = jax.tree.map(lambda *a: np.stack(a), *[loop[f"block_{i}"] for i in range(TINY.num_layers)])
+    jax.tree.map(np.testing.assert_array_equal, restacked, scanned["blocks"])
+
+    rng = np.random.default_rng(1)
+    tokens, mask = random_side(rng, 4, 10)
+    out = jax.jit(lambda s, l: (embed(s, TINY, tokens, mask), embed(l, loop_cfg, tokens, mask)))(scanned, loop)
+    np.testing.assert_allclose(out[1], out[0], rtol=0, atol=1e-6)
+
+
+def test_remat_matches_no_remat():
+    tokens, mask = random_side(np.random.default_rng(2), 8, 10)
+
+    def loss(p, cfg):
+        e = embed(p, cfg, tokens, mask)  # rows 0-3 are x, rows 4-7 their y (one encoder pass)
+        return contrastive_loss(e[:4], e[4:], jnp.float32(2.0))[0]
+
+    @jax.jit
+    def all_policies(p):
+        return {r: jax.value_and_grad(loss)(p, dataclasses.replace(TINY, remat=r)) for r in ("none", "full", "dots")}
+
+    out = jax.device_get(all_policies(params()))
+    base_loss, base_grads = out["none"]
+    assert np.isfinite(base_loss) and base_loss > 0
+    for policy in ("full", "dots"):
+        np.testing.assert_allclose(out[policy][0], base_loss, rtol=1e-6)
+        jax.tree.map(lambda g, b: np.testing.assert_allclose(g, b, rtol=1e-5, atol=1e-7), out[policy][1], base_grads)
+
+
+def test_bfloat16_compute_is_close_to_float32():
+    rng = np.random.default_rng(3)
+    tokens, mask = random_side(rng, 8, 12)
+    bf16 = dataclasses.replace(TINY, dtype="bfloat16")
+    hidden_dtype = jax.eval_shape(lambda p: Encoder(bf16).apply({"params": p}, tokens, mask), params()).dtype
+    assert hidden_dtype == jnp.bfloat16
+    f32, low = jax.jit(lambda p: (embed(p, TINY, tokens, mask), embed(p, bf16, tokens, mask)))(params())
+    assert low.dtype == jnp.float32  # pooled embeddings are float32 whatever the compute dtype
+    diff = np.abs(np.asarray(low) - np.asarray(f32)).max()
+    assert 0 < diff < 5e-2, diff
+    cos = np.sum(np.asarray(low) * np.asarray(f32), axis=-1)
+    assert cos.min() > 0.995, cos
+
+
+def test_sequence_longer_than_max_len_raises():
+    tokens = jnp.ones((2, TINY.max_len + 1), jnp.int32)
+    with pytest.raises(ValueError, match=r"Sequence length 17 exceeds ModelConfig.max_len=16"):
+        jax.eval_shape(lambda p: embed(p, TINY, tokens, tokens), params())
+    # max_len itself is fine.
+    ok = jax.eval_shape(lambda p: embed(p, TINY, tokens[:, :-1], tokens[:, :-1]), params())
+    assert ok.shape == (2, TINY.d_model)
+
+
+def test_params_carry_logical_axis_names():
+    from cpt_jax.model import init_boxed
+
+    boxed = jax.eval_shape(lambda: init_boxed(TINY, jax.random.key(0)))
+    names = nn.get_partition_spec(boxed)
+    assert tuple(names["blocks"]["mlp"]["wi"]["kernel"]) == ("layers", "embed", "mlp")
+    assert tuple(names["token_embedding"]["embedding"]) == ("vocab", "embed")

@@ -1,0 +1,83 @@
+"""The gin edge: flag parsing, value quoting, file lookup, building configs."""
+
+from __future__ import annotations
+
+import gin
+import pytest
+
+from cpt_jax import config
+from cpt_jax.model import ModelConfig
+
+
+@pytest.fixture(autouse=True)
+def _clean_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+def test_split_flags_collects_files_bindings_and_rest():
+    files, bindings, rest = config.split_flags(
+        [
+            "--gin_file=a.gin",
+            "--gin_file",
+            "b.gin",
+            "--gin.TrainConfig.num_steps=7",
+            "--gin.TrainConfig.output_dir=/tmp/run",
+            "--gin.TrainConfig.model=@ModelConfig()",
+            "--gin_param=ModelConfig.d_model = 64",
+            "--other",
+        ]
+    )
+    assert files == ["a.gin", "b.gin"]
+    assert bindings == [
+        "TrainConfig.num_steps = 7",
+        "TrainConfig.output_dir = '/tmp/run'",
+        "TrainConfig.model = @ModelConfig()",
+        "ModelConfig.d_model = 64",
+    ]
+    assert rest == ["--other"]
+
+
+@pytest.mark.parametrize("raw,expected", [("3", "3"), ("1e-3", "1e-3"), ("'x'", "'x'"), ("True", "True"),
+                                          ("(1, 2)", "(1, 2)"), ("hello world", "'hello world'"), ("%X", "%X")])
+def test_binding_values_that_are_not_literals_become_strings(raw, expected):
+    assert config._binding_value(raw) == expected
+
+
+def test_missing_value_is_a_clear_error():
+    with pytest.raises(SystemExit, match="--gin.NAME=VALUE"):
+        config.split_flags(["--gin.TrainConfig.num_steps"])
+
+
+def test_gin_file_and_override_build_a_model_config():
+    config.parse_flags(["--gin_file=configs/model/tiny.gin", "--gin.ModelConfig.d_model=64"])
+    model = config.build("ModelConfig")
+    assert isinstance(model, ModelConfig)
+    assert (model.d_model, model.num_layers, model.vocab_size) == (64, 2, 8000)
+    assert "ModelConfig.d_model = 64" in config.operative_config()
+
+
+def test_experiment_config_builds_a_train_config(tmp_path):
+    config.parse_flags(
+        [
+            "--gin_file=configs/experiments/tiny_code.gin",
+            f"--gin.TrainConfig.output_dir={tmp_path}",
+            "--gin.TrainConfig.num_steps=3",
+        ]
+    )
+    train = config.build("TrainConfig")
+    assert train.output_dir == str(tmp_path)
+    assert train.num_steps == 3
+    assert train.data.dataset == "stdlib_code"
+    assert train.model.d_model == 128
+
+
+def test_missing_gin_file_names_the_places_looked():
+    with pytest.raises(SystemExit, match="not found"):
+        config.parse_flags(["--gin_file=configs/model/nope.gin"])
+
+
+def test_unknown_binding_is_rejected():
+    with pytest.raises(ValueError, match="d_modle"):
+        config.parse_flags(["--gin.ModelConfig.d_modle=64"])
