@@ -35,9 +35,8 @@ class Checkpointer:
             enable_async_checkpointing=async_save,
             create=True,
         )
-        self._manager = ocp.CheckpointManager(
-            checkpoint_dir(run_dir), item_names=("params", "opt_state", "meta"), options=options
-        )
+        self._directory = checkpoint_dir(run_dir)
+        self._manager = ocp.CheckpointManager(self._directory, item_names=("params", "opt_state", "meta"), options=options)
 
     def save(self, step: int, params: Any, opt_state: Any, meta: dict[str, Any], force: bool = False) -> bool:
         """Start saving `step` (asynchronously) if it is a multiple of save_every, or if `force`."""
@@ -56,6 +55,10 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        """Steps of the finalised checkpoints (Orbax never lists a save still in a temporary dir)."""
+        return list(self._manager.all_steps())
+
     def restore(self, step: int, params_target: Any, opt_state_target: Any) -> tuple[Any, Any, dict[str, Any]]:
         """Restore onto the given abstract targets (jax.ShapeDtypeStruct with shardings)."""
         out = self._manager.restore(
@@ -67,6 +70,16 @@ class Checkpointer:
             ),
         )
         return out.params, out.opt_state, dict(out.meta)
+
+    def quarantine(self, step: int) -> str:
+        """Moves an unreadable checkpoint aside to `<step>.unreadable` (kept for inspection, never
+        deleted) so the step can be written again; returns the new path."""
+        src = os.path.join(self._directory, str(step))
+        dst = f"{src}.unreadable"
+        if jax.process_index() == 0:
+            os.replace(src, dst if not os.path.exists(dst) else f"{dst}.{os.getpid()}")
+        self._manager.reload()
+        return dst
 
     def wait(self) -> None:
         """Block until any in-flight async save is committed."""

@@ -71,9 +71,13 @@ def tx(opt: OptimizerConfig = OPT, total_steps: int = TOTAL_STEPS):
     return make_optimizer(opt, total_steps)
 
 
-@functools.lru_cache(maxsize=None)
 def created_state(model: ModelConfig, layout: tuple[int, int, int], seed: int = 0):
     """(state, shardings) from the real create_train_state; cached, so never donate it."""
+    return _created_state(model, tuple(layout), seed)
+
+
+@functools.lru_cache(maxsize=None)
+def _created_state(model, layout, seed):  # one cache key per (model, layout, seed), however called
     return create_train_state(model, TEMPERATURE, tx(), mesh(*layout), DEFAULT_RULES, seed)
 
 

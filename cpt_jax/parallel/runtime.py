@@ -17,7 +17,8 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
 
     Explicit arguments (local multi-process runs, custom clusters) win; otherwise a SLURM,
     TPU-VM or Kubernetes (JobSet) environment is detected and JAX configures itself; with
-    neither, this is a single-process run and nothing happens. CPU processes talk over gloo.
+    neither, this is a single-process run and nothing happens (CPT_JAX_DISTRIBUTED=1 forces
+    the automatic path). CPU processes talk over gloo.
     """
     explicit = coordinator_address is not None
     if explicit and (num_processes is None or process_id is None):
@@ -33,6 +34,9 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
 
 
 def _in_cluster() -> bool:
+    if os.environ.get("CPT_JAX_DISTRIBUTED") == "1" or os.path.exists("/dev/accel0"):
+        # Forced, or a Cloud TPU VM: its topology lives in the metadata server, not the env.
+        return True
     if os.environ.get("SLURM_NTASKS", "1") != "1":
         return True
     return any(os.environ.get(k) for k in _CLUSTER_HINTS if k != "SLURM_NTASKS")

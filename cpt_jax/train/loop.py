@@ -24,6 +24,7 @@ from cpt_jax.parallel import runtime
 from cpt_jax.parallel.mesh import BATCH_AXES, MeshConfig, batch_size_per_shard, make_mesh
 from cpt_jax.parallel.rules import batch_sharding, rules_from_config
 from cpt_jax.train.metrics import MetricsWriter
+from cpt_jax.train.preemption import PreemptionGuard
 from cpt_jax.train.optimizer import OptimizerConfig, learning_rate, make_optimizer
 from cpt_jax.train.state import TemperatureConfig, TrainState, create_train_state
 from cpt_jax.train.step import StepContext, make_train_step
@@ -41,6 +42,8 @@ class TrainConfig:
     tokenizer_path: an existing SentencePiece model, or None to train one on the train split
       (saved as <output_dir>/tokenizer.model and reused on restart).
     sharding_rules: logical-axis -> mesh-axis pairs; None for parallel.rules.DEFAULT_RULES.
+    grad_cache_chunk_size: 0 for the plain step; else GradCache with chunks of this many pairs
+      (over all devices): activation memory is that of one chunk, the gradient is unchanged.
     """
 
     output_dir: str
@@ -58,6 +61,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     tokenizer_path: str | None = None
     tokenizer_max_texts: int = 50_000
+    grad_cache_chunk_size: int = 0
 
 
 def validate(config: TrainConfig, num_devices: int) -> None:
@@ -72,6 +76,12 @@ def validate(config: TrainConfig, num_devices: int) -> None:
             )
     if config.num_steps <= 0 or config.global_batch_size <= 0:
         raise ValueError("TrainConfig.num_steps and TrainConfig.global_batch_size must be positive.")
+    chunk = config.grad_cache_chunk_size
+    if chunk < 0 or (chunk and config.global_batch_size % chunk):
+        raise ValueError(
+            f"TrainConfig.global_batch_size={config.global_batch_size} must be a multiple of "
+            f"TrainConfig.grad_cache_chunk_size={chunk} (0 disables gradient caching)."
+        )
     if config.global_batch_size % jax.process_count():
         raise ValueError(
             f"TrainConfig.global_batch_size={config.global_batch_size} must be divisible by the "
@@ -97,16 +107,36 @@ def prepare_tokenizer(config: TrainConfig) -> Tokenizer:
     return tokenizer
 
 
-def _restore_or_init(config: TrainConfig, ckpt: Checkpointer, make_state: Callable[[], tuple[TrainState, TrainState]]) -> tuple[TrainState, TrainState]:
+def _restore_or_init(
+    config: TrainConfig, ckpt: Checkpointer, make_state: Callable[[], tuple[TrainState, TrainState]]
+) -> tuple[TrainState, TrainState]:
+    """The latest checkpoint that restores, onto this run's mesh (any earlier mesh or process
+    count); a fresh state if there is none. An unreadable checkpoint is reported and skipped."""
     state, shardings = make_state()
-    step = ckpt.latest_step()
-    if step is None:
+    steps = ckpt.all_steps()
+    if not steps:
         return state, shardings
-    params, opt_state, meta = ckpt.restore(
-        step, abstract_like(state.params, shardings.params), abstract_like(state.opt_state, shardings.opt_state)
+    params_target = abstract_like(state.params, shardings.params)
+    opt_target = abstract_like(state.opt_state, shardings.opt_state)
+    failures = []
+    for step in sorted(steps, reverse=True):
+        try:
+            params, opt_state, meta = ckpt.restore(step, params_target, opt_target)
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: report it, try the previous one
+            failures.append(f"step {step}: {type(e).__name__}: {str(e)[:300]}")
+            runtime.barrier(f"restore attempt {step}")  # every process has tried before it moves
+            moved = ckpt.quarantine(step)
+            print(f"WARNING: checkpoint at step {step} cannot be restored ({type(e).__name__}: "
+                  f"{str(e)[:200]}); moved it to {moved} and trying the previous one.", flush=True)
+            continue
+        print(f"restored checkpoint at step {step} from {config.output_dir}", flush=True)
+        step_array = jax.device_put(np.int32(meta["step"]), shardings.step)
+        return TrainState(step=step_array, params=params, opt_state=opt_state), shardings
+    raise RuntimeError(
+        f"None of the checkpoints in {config.output_dir}/checkpoints restores:\n  " + "\n  ".join(failures)
+        + "\nThey were moved to <step>.unreadable; delete them to start afresh, or point "
+        "TrainConfig.output_dir elsewhere. Nothing was deleted."
     )
-    print(f"restored checkpoint at step {step} from {config.output_dir}", flush=True)
-    return TrainState(step=jax.device_put(np.int32(meta["step"]), shardings.step), params=params, opt_state=opt_state), shardings
 
 
 def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "") -> dict[str, float]:
@@ -121,6 +151,10 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
 
     mesh = make_mesh(config.mesh)
     batch_size_per_shard(mesh, config.global_batch_size)
+    chunks = 1
+    if config.grad_cache_chunk_size:
+        batch_size_per_shard(mesh, config.grad_cache_chunk_size)  # every chunk splits over the shards
+        chunks = config.global_batch_size // config.grad_cache_chunk_size
     rules = rules_from_config(config.sharding_rules)
     tx = make_optimizer(config.optimizer, config.num_steps)
     ckpt = Checkpointer(config.output_dir, save_every=config.checkpoint_every, keep=config.keep_checkpoints)
@@ -128,12 +162,13 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
         config, ckpt, lambda: create_train_state(config.model, config.temperature, tx, mesh, rules, config.seed)
     )
     lr = lambda step: learning_rate(config.optimizer, config.num_steps, step)  # noqa: E731
-    step_fn = make_train_step(StepContext(config.model, config.temperature, tx, mesh, rules, config.seed), shardings, lr)
+    ctx = StepContext(config.model, config.temperature, tx, mesh, rules, config.seed, grad_cache_chunks=chunks)
+    step_fn = make_train_step(ctx, shardings, lr)
 
     data = PairBatches(config.data, tokenizer, config.global_batch_size, jax.process_index(), jax.process_count())
     global_batch = batch_sharding(mesh, BATCH_AXES)
     start = int(jax.device_get(state.step))
-    writer = MetricsWriter(os.path.join(config.output_dir, "tensorboard"), config.num_steps) if is_writer else None
+    writer = MetricsWriter(config.output_dir, config.num_steps) if is_writer else None
 
     # The configs were built before this call, so gin's operative config is already complete.
     operative = operative_config()
@@ -145,26 +180,33 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
         "operative_config": operative,
     }
 
+    guard = PreemptionGuard()
     pending: list[dict[str, jax.Array]] = []
     last: dict[str, float] = {}
-    t_log = time.perf_counter()
+    t_log, untimed = time.perf_counter(), 0
     for step, local in zip(range(start, config.num_steps), data.iterate(start)):
         batch = {k: jax.make_array_from_process_local_data(global_batch, v) for k, v in local.items()}
         state, metrics = step_fn(state, batch)
         pending.append(metrics)
         done = step + 1
         if step == start:
-            # The first step includes compilation: rates are measured from its end.
+            # The first step includes compilation: it is logged, but rates are timed from its end.
             jax.block_until_ready(metrics)
-            pending, t_log = [], time.perf_counter()
+            t_log, untimed = time.perf_counter(), 1
             if writer:
                 writer.start(done)
         if done % config.log_every == 0 or done == config.num_steps:
-            last = _summarise(jax.device_get(pending), time.perf_counter() - t_log) if pending else last
-            pending, t_log = [], time.perf_counter()
-            if writer and last:
+            last = _summarise(jax.device_get(pending), time.perf_counter() - t_log, untimed)
+            pending, untimed, t_log = [], 0, time.perf_counter()
+            if writer:
                 writer.write(done, last)
-        ckpt.save(done, state.params, state.opt_state, {"step": done, **static_meta}, force=done == config.num_steps)
+        preempted = guard.reached(done)
+        ckpt.save(done, state.params, state.opt_state, {"step": done, **static_meta},
+                  force=preempted or done == config.num_steps)
+        if preempted:
+            print(f"preempted: saved a checkpoint at step {done}; rerun the same command to resume.", flush=True)
+            break
+    guard.close()
     ckpt.wait()
     ckpt.close()
     if writer:
@@ -172,12 +214,14 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
     return last
 
 
-def _summarise(history: list[dict[str, Any]], seconds: float) -> dict[str, float]:
-    """Means over the steps since the last log, plus token and pair rates."""
+def _summarise(history: list[dict[str, Any]], seconds: float, untimed: int) -> dict[str, float]:
+    """Means over the steps since the last log; token and step rates over the timed steps
+    (all but the first `untimed`, whose time includes compilation)."""
     out = {k: float(np.mean([h[k] for h in history])) for k in history[0] if k != "tokens"}
-    tokens = float(np.sum([h["tokens"] for h in history]))
-    out["tokens_per_s"] = tokens / max(seconds, 1e-9)
-    out["steps_per_s"] = len(history) / max(seconds, 1e-9)
+    timed = history[untimed:]
+    if timed:
+        out["tokens_per_s"] = float(np.sum([h["tokens"] for h in timed])) / max(seconds, 1e-9)
+        out["steps_per_s"] = len(timed) / max(seconds, 1e-9)
     return out
 
 

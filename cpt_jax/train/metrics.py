@@ -1,4 +1,4 @@
-"""Where training metrics go: the console (with ETA) and TensorBoard event files.
+"""Where training metrics go: the console (with ETA), TensorBoard events and metrics.jsonl.
 
 Only the process that owns the writer (process 0) creates one; the loop fetches metrics
 from the devices only on logging steps, so the step itself never waits on the host.
@@ -6,6 +6,7 @@ from the devices only on logging steps, so the step itself never waits on the ho
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -22,14 +23,15 @@ def format_duration(seconds: float) -> str:
 
 
 class MetricsWriter:
-    """Writes scalar metrics to `<log_dir>` as TensorBoard events and prints a progress line."""
+    """Writes scalar metrics as TensorBoard events under `<run_dir>/tensorboard`, as full-precision
+    JSON lines to `<run_dir>/metrics.jsonl` (appended across restarts), and a progress line."""
 
-    def __init__(self, log_dir: str, total_steps: int, stream=sys.stdout) -> None:
+    def __init__(self, run_dir: str, total_steps: int, stream=sys.stdout) -> None:
         import tensorflow as tf  # deferred: only the writing process pays the import
 
-        os.makedirs(log_dir, exist_ok=True)
         self._tf = tf
-        self._writer = tf.summary.create_file_writer(log_dir)
+        self._writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+        self._jsonl = open(os.path.join(run_dir, "metrics.jsonl"), "a")
         self._total = total_steps
         self._stream = stream
         self._t0: float | None = None
@@ -44,6 +46,8 @@ class MetricsWriter:
             for name, value in scalars.items():
                 self._tf.summary.scalar(name, value)
         self._writer.flush()
+        self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
+        self._jsonl.flush()
         fields = " ".join(f"{k} {scalars[k]:.4g}" for k in CONSOLE_KEYS if k in scalars)
         rate = ""
         if self._t0 is not None and step > self._step0:
@@ -55,3 +59,4 @@ class MetricsWriter:
 
     def close(self) -> None:
         self._writer.close()
+        self._jsonl.close()

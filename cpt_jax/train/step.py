@@ -13,6 +13,7 @@ import optax
 from jax.sharding import Mesh
 
 from cpt_jax.loss import sharded_contrastive_loss
+from cpt_jax.loss.gradcache import gradcache_value_and_grad
 from cpt_jax.model import ModelConfig, embed
 from cpt_jax.parallel.mesh import BATCH_AXES
 from cpt_jax.parallel.rules import Rules, batch_sharding
@@ -33,6 +34,7 @@ class StepContext:
     mesh: Mesh
     rules: Rules
     seed: int
+    grad_cache_chunks: int = 1  # >1: GradCache over this many chunks of the global batch
 
 
 def loss_fn(params: Any, batch: Batch, dropout_rng: Array | None, ctx: StepContext) -> tuple[Array, dict[str, Array]]:
@@ -43,12 +45,29 @@ def loss_fn(params: Any, batch: Batch, dropout_rng: Array | None, ctx: StepConte
     return sharded_contrastive_loss(x, y, params["log_temperature"], ctx.mesh, BATCH_AXES)
 
 
+def _value_and_grad(params: Any, batch: Batch, dropout_rng: Array | None, ctx: StepContext) -> tuple[tuple[Array, dict[str, Array]], Any]:
+    if ctx.grad_cache_chunks == 1:
+        return jax.value_and_grad(loss_fn, has_aux=True)(params, batch, dropout_rng, ctx)
+    num_shards = 1
+    for axis in BATCH_AXES:
+        num_shards *= ctx.mesh.shape[axis]
+    return gradcache_value_and_grad(
+        lambda p, t, m, r: embed(p["encoder"], ctx.model, t, m, r),
+        lambda x, y, p: sharded_contrastive_loss(x, y, p["log_temperature"], ctx.mesh, BATCH_AXES),
+        params,
+        batch,
+        num_shards,
+        ctx.grad_cache_chunks,
+        dropout_rng,
+    )
+
+
 def _train_step(state: TrainState, batch: Batch, ctx: StepContext, learning_rate: Callable[[Array], Array]) -> tuple[TrainState, dict[str, Array]]:
     dropout_rng = None
     if ctx.model.dropout > 0:
         # A function of (seed, step) alone: restarts and re-shardings see the same masks.
         dropout_rng = jax.random.fold_in(jax.random.key(ctx.seed), state.step)
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, dropout_rng, ctx)
+    (loss, metrics), grads = _value_and_grad(state.params, batch, dropout_rng, ctx)
     updates, opt_state = ctx.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     params["log_temperature"] = jnp.clip(

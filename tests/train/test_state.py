@@ -30,14 +30,10 @@ def test_fresh_state():
 
 
 def test_deterministic_for_a_seed():
+    """A second creation with the same seed (on another mesh) gives the same values."""
     cached, _ = created_state(TINY, (1, 1, 1), 0)
-    again, _ = create_train_state(TINY, TEMPERATURE, tx(), mesh(), DEFAULT_RULES, 0)
+    again, _ = create_train_state(TINY, TEMPERATURE, tx(), mesh(data=8), DEFAULT_RULES, 0)
     _assert_equal(again, cached)
-    other, _ = create_train_state(TINY, TEMPERATURE, tx(), mesh(), DEFAULT_RULES, 1)
-    for name in ("token_embedding", "position_embedding", "blocks"):
-        for a, b in zip(jax.tree.leaves(host(cached.params["encoder"][name])), jax.tree.leaves(host(other.params["encoder"][name]))):
-            if np.any(a):  # zero-initialised biases stay equal
-                assert not np.array_equal(a, b), name
 
 
 def test_same_values_on_one_and_eight_devices():

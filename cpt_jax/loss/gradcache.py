@@ -1,0 +1,96 @@
+"""Gradient caching (GradCache, Gao et al. 2021): the contrastive gradient of a batch too big
+to back-propagate at once, exactly.
+
+  1. embed every chunk of the batch without keeping activations (no gradient);
+  2. compute the loss over the full, all-gathered batch of embeddings and its gradient with
+     respect to the embeddings (and the temperature): cheap, [N, d];
+  3. re-embed each chunk under `jax.vjp` and pull its slice of the embedding gradient back to
+     the parameters, summing over chunks.
+Activation memory is that of one chunk; the result equals the un-chunked gradient. Dropout
+sees the same key for a chunk in passes 1 and 3, so the recomputation is faithful.
+
+Chunks are strided over the batch shards: chunk k holds rows [k*c_local, (k+1)*c_local) of
+every shard, so each device works on its own rows in every chunk and no rows move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+Batch = dict[str, Array]
+# (params, tokens [n, seq], mask [n, seq], dropout_rng or None) -> embeddings [n, d]
+EncodeFn = Callable[[Any, Array, Array, Array | None], Array]
+# (x_emb [N, d], y_emb [N, d], params) -> (loss [], metrics)
+LossFn = Callable[[Array, Array, Any], tuple[Array, dict[str, Array]]]
+
+
+def to_chunks(x: Array, num_shards: int, num_chunks: int) -> Array:
+    """[N, ...] with rows split over num_shards -> [num_chunks, N / num_chunks, ...], strided per shard."""
+    n = x.shape[0]
+    per_shard = n // num_shards
+    c = per_shard // num_chunks
+    x = x.reshape(num_shards, num_chunks, c, *x.shape[1:])
+    return jnp.swapaxes(x, 0, 1).reshape(num_chunks, num_shards * c, *x.shape[3:])
+
+
+def from_chunks(x: Array, num_shards: int) -> Array:
+    """Inverse of to_chunks: [num_chunks, N / num_chunks, ...] -> [N, ...]."""
+    k, rows = x.shape[:2]
+    c = rows // num_shards
+    x = x.reshape(k, num_shards, c, *x.shape[2:])
+    return jnp.swapaxes(x, 0, 1).reshape(k * rows, *x.shape[3:])
+
+
+def _chunk_keys(rng: Array | None, chunk: Array) -> tuple[Array | None, Array | None]:
+    if rng is None:
+        return None, None
+    key = jax.random.fold_in(rng, chunk)
+    return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+
+
+def gradcache_value_and_grad(
+    encode: EncodeFn,
+    loss_of_embeddings: LossFn,
+    params: Any,
+    batch: Batch,
+    num_shards: int,
+    num_chunks: int,
+    dropout_rng: Array | None,
+) -> tuple[tuple[Array, dict[str, Array]], Any]:
+    """((loss, metrics), grads) of loss_of_embeddings(encode(x), encode(y), params), chunked.
+
+    batch: {"x_tokens", "x_mask", "y_tokens", "y_mask"}: [N, seq] with N divisible by
+    num_shards * num_chunks. The same quantity as jax.value_and_grad of the un-chunked loss
+    when the encoder is deterministic; with dropout, chunk k uses fold_in(dropout_rng, k).
+    """
+    chunks = {k: to_chunks(v, num_shards, num_chunks) for k, v in batch.items()}
+    ids = jnp.arange(num_chunks)
+
+    def embed_chunk(p: Any, k: Array, c: Batch) -> tuple[Array, Array]:
+        kx, ky = _chunk_keys(dropout_rng, k)
+        return encode(p, c["x_tokens"], c["x_mask"], kx), encode(p, c["y_tokens"], c["y_mask"], ky)
+
+    # Pass 1: embeddings only; lax.map keeps no activations for a backward pass.
+    ex, ey = jax.lax.map(lambda kc: embed_chunk(params, *kc), (ids, chunks))
+    ex, ey = from_chunks(ex, num_shards), from_chunks(ey, num_shards)
+
+    # Pass 2: the full-batch loss and its gradient w.r.t. the embeddings and params (temperature).
+    (loss, metrics), (gx, gy, grads) = jax.value_and_grad(loss_of_embeddings, argnums=(0, 1, 2), has_aux=True)(
+        ex, ey, params
+    )
+    gx, gy = to_chunks(gx, num_shards, num_chunks), to_chunks(gy, num_shards, num_chunks)
+
+    # Pass 3: recompute each chunk and pull its embedding gradient back to the parameters.
+    def backward(acc: Any, inputs: tuple[Array, Batch, Array, Array]) -> tuple[Any, None]:
+        k, c, gxk, gyk = inputs
+        _, pullback = jax.vjp(lambda p: embed_chunk(p, k, c), params)
+        (g,) = pullback((gxk, gyk))
+        return jax.tree.map(jnp.add, acc, g), None
+
+    grads, _ = jax.lax.scan(backward, grads, (ids, chunks, gx, gy))
+    return (loss, metrics), grads

@@ -1,0 +1,134 @@
+"""The real train step on 8 fake devices: every layout trains like one device."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+from cpt_jax.parallel.rules import DEFAULT_RULES
+from cpt_jax.train.optimizer import OptimizerConfig, learning_rate, make_optimizer
+from cpt_jax.train.state import TemperatureConfig, state_shardings
+from cpt_jax.train.step import StepContext, loss_fn, make_train_step
+from tests.helpers import OPT, TEMPERATURE, TINY, TOTAL_STEPS, created_state, host, mesh, random_batch, rel_err, tx
+
+STEPS = 5
+MODEL = dataclasses.replace(TINY, dropout=0.1)  # dropout masks must not depend on the layout
+METRICS = {"loss", "accuracy_xy", "accuracy_yx", "temperature", "grad_norm", "learning_rate", "tokens"}
+
+
+def _lr(step):
+    return learning_rate(OPT, TOTAL_STEPS, step)
+
+
+@functools.lru_cache(maxsize=None)
+def train(layout: tuple[int, int, int]):
+    """STEPS steps of make_train_step on `layout`, from the same initial values (created on 1 device)."""
+    m = mesh(*layout)
+    shardings = state_shardings(MODEL, TEMPERATURE, tx(), m, DEFAULT_RULES)
+    initial, _ = created_state(TINY, (1, 1, 1))  # dropout does not change the parameters
+    # Via the host: the step donates its state, and device_put(x, may_alias=False) onto a bigger
+    # mesh still reuses x's device-0 buffer, which would delete the cached state.
+    state = jax.device_put(host(initial), shardings)
+    step = make_train_step(StepContext(MODEL, TEMPERATURE, tx(), m, DEFAULT_RULES, seed=0), shardings, _lr)
+    metrics = []
+    for i in range(STEPS):
+        state, out = step(state, random_batch(i))
+        metrics.append(host(out))
+    spec = state.params["encoder"]["blocks"]["mlp"]["wi"]["kernel"].sharding.spec
+    return metrics, host(state), spec
+
+
+@pytest.mark.parametrize(
+    "layout, kernel_spec",
+    [
+        ((8, 1, 1), (None, "fsdp", "tensor")),  # data parallel (size-1 axes still named)
+        ((2, 4, 1), (None, "fsdp", "tensor")),  # data x fsdp
+        ((2, 2, 2), (None, "fsdp", "tensor")),  # data x fsdp x tensor
+    ],
+    ids=["data8", "data2-fsdp4", "data2-fsdp2-tensor2"],
+)
+def test_layouts_train_like_one_device(layout, kernel_spec):
+    ref_metrics, ref_state, _ = train((1, 1, 1))
+    metrics, state, spec = train(layout)
+    assert tuple(spec) == kernel_spec  # the state stayed on its shardings through the steps
+    losses = np.array([m["loss"] for m in metrics])
+    ref_losses = np.array([m["loss"] for m in ref_metrics])
+    assert np.all(np.isfinite(losses)) and ref_losses[-1] < ref_losses[0]  # it is learning
+    print(f"{layout}: max loss rel diff vs 1 device {np.max(np.abs(losses / ref_losses - 1)):.1e}")
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    for key in ("accuracy_xy", "accuracy_yx", "tokens", "learning_rate"):
+        np.testing.assert_array_equal([m[key] for m in metrics], [m[key] for m in ref_metrics])
+    for key in ("grad_norm", "temperature"):
+        np.testing.assert_allclose([m[key] for m in metrics], [m[key] for m in ref_metrics], rtol=1e-5)
+    assert rel_err(state.params["log_temperature"], ref_state.params["log_temperature"]) < 1e-5
+    assert int(state.step) == STEPS
+
+
+def test_metrics_and_step_counter():
+    metrics, state, _ = train((1, 1, 1))
+    assert int(state.step) == STEPS
+    for i, m in enumerate(metrics):
+        assert set(m) == METRICS
+        b = random_batch(i)
+        assert m["tokens"] == b["x_mask"].sum() + b["y_mask"].sum()
+        np.testing.assert_allclose(m["learning_rate"], float(_lr(i)), rtol=1e-6)
+        assert 0 <= m["accuracy_xy"] <= 1 and 0 <= m["accuracy_yx"] <= 1
+        assert np.isfinite(m["grad_norm"]) and m["grad_norm"] > 0
+        assert 0 < m["loss"] < 2 * np.log(16)
+    np.testing.assert_allclose(metrics[-1]["temperature"], np.exp(state.params["log_temperature"]), rtol=1e-6)
+
+
+@functools.lru_cache(maxsize=None)
+def huge_learning_rate_run():
+    """4 steps on one device, dropout 0, with a learning rate that moves tau by ~10 per step."""
+    temperature = TemperatureConfig()
+    opt = OptimizerConfig(learning_rate=10.0, warmup_steps=0)
+    t = make_optimizer(opt, TOTAL_STEPS)
+    m = mesh()
+    shardings = state_shardings(TINY, temperature, t, m, DEFAULT_RULES)
+    state = jax.device_put(host(created_state(TINY, (1, 1, 1))[0]), shardings)
+    step = make_train_step(
+        StepContext(TINY, temperature, t, m, DEFAULT_RULES, seed=0), shardings, lambda s: learning_rate(opt, TOTAL_STEPS, s)
+    )
+    metrics, log_ts, steps = [], [], []
+    for i in range(4):
+        b = random_batch(i)
+        if i == 0:  # identical sides: a sharper softmax lowers the loss, so tau is pushed up
+            b["y_tokens"], b["y_mask"] = b["x_tokens"], b["x_mask"]
+        state, out = step(state, b)
+        metrics.append(host(out))
+        log_ts.append(float(state.params["log_temperature"]))
+        steps.append(int(state.step))
+    return temperature, metrics, log_ts, steps
+
+
+def test_temperature_stays_within_bounds_under_a_huge_learning_rate():
+    temperature, metrics, log_ts, steps = huge_learning_rate_run()
+    assert steps == [1, 2, 3, 4]
+    lo, hi = np.float32(temperature.minimum), np.float32(temperature.maximum)
+    assert all(lo <= t <= hi for t in log_ts), log_ts
+    for m, t in zip(metrics, log_ts):
+        assert np.isfinite(m["loss"])
+        np.testing.assert_allclose(m["temperature"], np.exp(t), rtol=1e-6)
+    # Unprojected, tau would be ~2.66 +- 10 after one step: identical pairs push it onto the upper
+    # bound, the unrelated pairs after them onto the lower one.
+    assert log_ts[0] == hi and lo in log_ts[1:], log_ts
+
+
+def test_dropout_rng_is_fold_in_of_seed_and_step():
+    """The first step's loss is computed before any update: it equals loss_fn with the dropout key
+    fold_in(key(seed), 0), and differs from the loss without dropout (so masks were applied)."""
+    with_dropout, _, _ = train((1, 1, 1))
+    m = mesh()
+    ctx = StepContext(MODEL, TEMPERATURE, tx(), m, DEFAULT_RULES, seed=0)
+    params = host(created_state(TINY, (1, 1, 1))[0].params)
+    key = jax.random.fold_in(jax.random.key(0), 0)
+    with jax.set_mesh(m), nn.logical_axis_rules(list(DEFAULT_RULES)):
+        losses = jax.jit(lambda p, b: (loss_fn(p, b, key, ctx)[0], loss_fn(p, b, None, ctx)[0]))(params, random_batch(0))
+    np.testing.assert_allclose(float(losses[0]), with_dropout[0]["loss"], rtol=1e-6)
+    assert abs(float(losses[1]) - with_dropout[0]["loss"]) > 1e-4
