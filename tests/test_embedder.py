@@ -8,7 +8,7 @@ from pydoc_data.topics import topics
 
 from cpt_jax.data.tokenizer import Tokenizer
 from cpt_jax.embedder import Embedder, bucket_lengths
-from cpt_jax.model import ModelConfig
+from cpt_jax.model import ModelConfig, embed
 
 TEXTS = [
     "def add(a, b):\n    return a + b",
@@ -46,7 +46,7 @@ def test_batching_and_bucketing_do_not_change_embeddings(embedder):
     np.testing.assert_allclose(together, one_by_one, atol=1e-5)
     # The same model at the full training width (no bucketing) gives the same vectors.
     tokens, mask = embedder.tokenizer.encode(TEXTS, "x", 32)
-    full = np.asarray(embedder._embed(embedder.params, tokens, mask))
+    full = np.asarray(embed(embedder.params, embedder.model, tokens, mask))
     np.testing.assert_allclose(together, full, atol=1e-5)
 
 

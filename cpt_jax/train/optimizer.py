@@ -19,7 +19,8 @@ class OptimizerConfig:
 
     learning_rate: peak rate, reached after warmup_steps of linear warmup from 0.
     decay: "cosine", "linear" or "constant" from the peak to end_learning_rate_fraction * peak.
-    weight_decay: decoupled decay on matrices only (not biases, norms or the temperature).
+    weight_decay: decoupled decay on weight matrices and embedding tables only (not biases,
+      norms or the temperature).
     clip_norm: global gradient-norm clip; 0 disables it.
     """
 
@@ -58,7 +59,14 @@ def learning_rate(config: OptimizerConfig, total_steps: int, step: jax.Array | i
 
 
 def _decay_mask(params: Any) -> Any:
-    return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+    """True for weight matrices and embedding tables, by name: shape alone misleads, since
+    scanned layers give biases and norm scales a leading [layers] axis."""
+
+    def decayed(path: tuple, _: Any) -> bool:
+        name = str(getattr(path[-1], "key", path[-1]))
+        return name.endswith(("kernel", "embedding"))
+
+    return jax.tree_util.tree_map_with_path(decayed, params)
 
 
 def make_optimizer(config: OptimizerConfig, total_steps: int) -> optax.GradientTransformation:

@@ -77,7 +77,7 @@ def _train_step(state: TrainState, batch: Batch, ctx: StepContext, learning_rate
         **metrics,
         "loss": loss,
         "temperature": jnp.exp(params["log_temperature"]),
-        "grad_norm": optax.global_norm(grads),
+        "grad_norm": optax.tree.norm(grads),
         "learning_rate": learning_rate(state.step),
         "tokens": jnp.sum(batch["x_mask"]) + jnp.sum(batch["y_mask"]),
     }
@@ -101,4 +101,10 @@ def make_train_step(
         with jax.set_mesh(ctx.mesh), nn.logical_axis_rules(list(ctx.rules)):
             return jitted(state, batch)
 
+    def lower(state: TrainState, batch: Batch) -> jax.stages.Lowered:
+        """AOT lowering (for cost and memory analysis) under the same contexts."""
+        with jax.set_mesh(ctx.mesh), nn.logical_axis_rules(list(ctx.rules)):
+            return jitted.lower(state, batch)
+
+    step.lower = lower  # type: ignore[attr-defined]
     return step
