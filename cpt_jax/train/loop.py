@@ -14,6 +14,8 @@ from typing import Any
 
 import jax
 import numpy as np
+import optax
+from jax.sharding import Mesh
 
 from cpt_jax.checkpoint import Checkpointer, abstract_like, model_meta
 from cpt_jax.data import builders
@@ -22,11 +24,17 @@ from cpt_jax.data.tokenizer import Tokenizer
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel import runtime
 from cpt_jax.parallel.mesh import BATCH_AXES, MeshConfig, batch_size_per_shard, make_mesh
-from cpt_jax.parallel.rules import batch_sharding, rules_from_config
+from cpt_jax.parallel.rules import Rules, batch_sharding, rules_from_config
 from cpt_jax.train.metrics import MetricsWriter
-from cpt_jax.train.preemption import PreemptionGuard
 from cpt_jax.train.optimizer import OptimizerConfig, learning_rate, make_optimizer
-from cpt_jax.train.state import TemperatureConfig, TrainState, create_train_state
+from cpt_jax.train.preemption import PreemptionGuard
+from cpt_jax.train.state import (
+    TemperatureConfig,
+    TrainState,
+    abstract_train_state,
+    create_train_state,
+    state_shardings,
+)
 from cpt_jax.train.step import StepContext, make_train_step
 
 TOKENIZER_FILE = "tokenizer.model"
@@ -108,16 +116,18 @@ def prepare_tokenizer(config: TrainConfig) -> Tokenizer:
 
 
 def _restore_or_init(
-    config: TrainConfig, ckpt: Checkpointer, make_state: Callable[[], tuple[TrainState, TrainState]]
+    config: TrainConfig, ckpt: Checkpointer, tx: optax.GradientTransformation, mesh: Mesh, rules: Rules
 ) -> tuple[TrainState, TrainState]:
     """The latest checkpoint that restores, onto this run's mesh (any earlier mesh or process
-    count); a fresh state if there is none. An unreadable checkpoint is reported and skipped."""
-    state, shardings = make_state()
+    count), else a fresh state. Restoring never materialises a fresh state first. An unreadable
+    checkpoint is moved aside and the previous one tried."""
     steps = ckpt.all_steps()
     if not steps:
-        return state, shardings
-    params_target = abstract_like(state.params, shardings.params)
-    opt_target = abstract_like(state.opt_state, shardings.opt_state)
+        return create_train_state(config.model, config.temperature, tx, mesh, rules, config.seed)
+    shardings = state_shardings(config.model, config.temperature, tx, mesh, rules)
+    abstract = abstract_train_state(config.model, config.temperature, tx)
+    params_target = abstract_like(abstract.params, shardings.params)
+    opt_target = abstract_like(abstract.opt_state, shardings.opt_state)
     failures = []
     for step in sorted(steps, reverse=True):
         try:
@@ -158,9 +168,7 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
     rules = rules_from_config(config.sharding_rules)
     tx = make_optimizer(config.optimizer, config.num_steps)
     ckpt = Checkpointer(config.output_dir, save_every=config.checkpoint_every, keep=config.keep_checkpoints)
-    state, shardings = _restore_or_init(
-        config, ckpt, lambda: create_train_state(config.model, config.temperature, tx, mesh, rules, config.seed)
-    )
+    state, shardings = _restore_or_init(config, ckpt, tx, mesh, rules)
     lr = lambda step: learning_rate(config.optimizer, config.num_steps, step)  # noqa: E731
     ctx = StepContext(config.model, config.temperature, tx, mesh, rules, config.seed, grad_cache_chunks=chunks)
     step_fn = make_train_step(ctx, shardings, lr)

@@ -67,11 +67,16 @@ def state_shardings(
     rng = jax.random.key(0)
     boxed = jax.eval_shape(lambda: init_boxed(model, rng))
     params = {"encoder": logical_shardings(boxed, mesh, rules), "log_temperature": replicated(mesh)}
-    abstract = jax.eval_shape(lambda: _init_state(model, temperature, tx, rng))
+    abstract = abstract_train_state(model, temperature, tx)
     opt_state = optax.tree_map_params(
         tx, lambda _, sharding: sharding, abstract.opt_state, params, transform_non_params=lambda _: replicated(mesh)
     )
     return TrainState(step=replicated(mesh), params=params, opt_state=opt_state)
+
+
+def abstract_train_state(model: ModelConfig, temperature: TemperatureConfig, tx: optax.GradientTransformation) -> TrainState:
+    """The TrainState's shapes and dtypes (jax.ShapeDtypeStruct leaves); nothing is allocated."""
+    return jax.eval_shape(lambda: _init_state(model, temperature, tx, jax.random.key(0)))
 
 
 def create_train_state(
