@@ -13,7 +13,10 @@ string, so --gin.TrainConfig.output_dir=/tmp/run needs no extra quotes.
 from __future__ import annotations
 
 import ast
+import dataclasses
+import difflib
 import os
+import re
 from collections.abc import Sequence
 
 import gin
@@ -80,12 +83,31 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
         if not os.path.exists(f) and not os.path.exists(os.path.join(REPO_ROOT, f)):
             raise SystemExit(f"gin file {f!r} not found (looked in the working directory and {REPO_ROOT}).")
         resolved.append(f if os.path.exists(f) else os.path.join(REPO_ROOT, f))
-    gin.parse_config_files_and_bindings(resolved, bindings, finalize_config=True)
+    try:
+        gin.parse_config_files_and_bindings(resolved, bindings, finalize_config=True)
+    except ValueError as e:
+        raise ValueError(f"{e}{_suggestion(str(e))}") from None
     return rest
 
 
+def _suggestion(message: str) -> str:
+    """' Did you mean ...?' for gin's unknown-configurable and unknown-parameter errors."""
+    unknown_param = re.search(r"Configurable '(\w+)' doesn't have a parameter named '(\w+)'", message)
+    if unknown_param and unknown_param.group(1) in CONFIGURABLES:
+        cls, name = unknown_param.groups()
+        fields = [f.name for f in dataclasses.fields(CONFIGURABLES[cls])]
+        close = difflib.get_close_matches(name, fields, n=1)
+        return f"\nDid you mean {cls}.{close[0]}?" if close else f"\n{cls} has: {', '.join(fields)}."
+    unknown_cls = re.search(r"No configurable matching '([\w.]+)'", message)
+    if unknown_cls:
+        close = difflib.get_close_matches(unknown_cls.group(1), list(CONFIGURABLES), n=1)
+        return f"\nDid you mean {close[0]}?" if close else f"\nConfigurables: {', '.join(CONFIGURABLES)}."
+    return ""
+
+
 def build(name: str):
-    """An instance of a registered config class (e.g. "TrainConfig") from the parsed bindings."""
+    """An instance of a registered config class (e.g. "TrainConfig") from the parsed bindings.
+    Each config dataclass checks its field types and values itself (cpt_jax/typecheck.py)."""
     return CONFIGURABLES[name]()
 
 

@@ -81,3 +81,19 @@ def test_missing_gin_file_names_the_places_looked():
 def test_unknown_binding_is_rejected():
     with pytest.raises(ValueError, match="d_modle"):
         config.parse_flags(["--gin.ModelConfig.d_modle=64"])
+
+
+def test_unknown_parameter_suggests_the_nearest_name():
+    with pytest.raises(ValueError, match="Did you mean ModelConfig.d_model"):
+        config.parse_flags(["--gin.ModelConfig.d_modle=64"])
+
+
+def test_unknown_configurable_suggests_the_nearest_name():
+    with pytest.raises(ValueError, match="Did you mean ModelConfig"):
+        config.parse_flags(["--gin.ModelConfg.d_model=64"])
+
+
+def test_a_wrongly_typed_binding_fails_when_the_config_is_built():
+    config.parse_flags(["--gin_file=configs/experiments/tiny_code.gin", "--gin.TrainConfig.num_steps=1.5"])
+    with pytest.raises(TypeError, match="TrainConfig.num_steps=1.5 has type float; expected int"):
+        config.build("TrainConfig")

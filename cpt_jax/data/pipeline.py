@@ -23,6 +23,7 @@ import tensorflow_datasets as tfds
 
 from cpt_jax.data import builders
 from cpt_jax.data.tokenizer import Tokenizer
+from cpt_jax.typecheck import check_field_types
 
 Batch = dict[str, np.ndarray]
 
@@ -39,6 +40,9 @@ class DataConfig:
     seed: int = 0  # shuffle seed, in [0, 2**32)
     num_threads: int = 2  # grain reader threads (read + tokenise local batches)
     prefetch_batches: int = 4  # local batches buffered ahead of the consumer
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
 
 
 def open_source(dataset: str, split: str, data_dir: str) -> Sequence[dict]:

@@ -10,6 +10,8 @@ import dataclasses
 
 import jax.numpy as jnp
 
+from cpt_jax.typecheck import check_field_types
+
 ATTENTION_KINDS = ("causal", "bidirectional")
 POOLING_KINDS = ("eos", "mean")
 REMAT_POLICIES = ("none", "full", "dots")
@@ -51,6 +53,7 @@ class ModelConfig:
     layer_norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         positive = ("vocab_size", "d_model", "num_layers", "num_heads", "d_mlp", "max_len")
         for name in positive:
             if getattr(self, name) <= 0:

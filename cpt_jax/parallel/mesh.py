@@ -8,6 +8,8 @@ import math
 import jax
 from jax.sharding import AxisType, Mesh
 
+from cpt_jax.typecheck import check_field_types
+
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")  # the global batch is split over these
 
@@ -24,6 +26,9 @@ class MeshConfig:
     data: int = -1
     fsdp: int = 1
     tensor: int = 1
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
 
     def resolve(self, num_devices: int) -> tuple[int, int, int]:
         """Concrete (data, fsdp, tensor) sizes for num_devices, or a ValueError that says what to set."""

@@ -36,6 +36,7 @@ from cpt_jax.train.state import (
     state_shardings,
 )
 from cpt_jax.train.step import StepContext, make_train_step
+from cpt_jax.typecheck import check_field_types
 
 TOKENIZER_FILE = "tokenizer.model"
 OPERATIVE_CONFIG_FILE = "config.gin"
@@ -52,6 +53,9 @@ class TrainConfig:
     sharding_rules: logical-axis -> mesh-axis pairs; None for parallel.rules.DEFAULT_RULES.
     grad_cache_chunk_size: 0 for the plain step; else GradCache with chunks of this many pairs
       (over all devices): activation memory is that of one chunk, the gradient is unchanged.
+    max_consecutive_nonfinite: steps with a NaN/inf loss or gradient are skipped (no update);
+      after this many in a row the run saves the last good state and stops. Checked at each
+      log step, so the stop can come up to log_every - 1 steps later.
     """
 
     output_dir: str
@@ -70,6 +74,10 @@ class TrainConfig:
     tokenizer_path: str | None = None
     tokenizer_max_texts: int = 50_000
     grad_cache_chunk_size: int = 0
+    max_consecutive_nonfinite: int = 20
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
 
 
 def validate(config: TrainConfig, num_devices: int) -> None:
@@ -191,6 +199,7 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
     guard = PreemptionGuard()
     pending: list[dict[str, jax.Array]] = []
     last: dict[str, float] = {}
+    streak = 0  # consecutive non-finite (skipped) steps so far
     t_log, untimed = time.perf_counter(), 0
     for step, local in zip(range(start, config.num_steps), data.iterate(start)):
         batch = {k: jax.make_array_from_process_local_data(global_batch, v) for k, v in local.items()}
@@ -204,10 +213,20 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
             if writer:
                 writer.start(done)
         if done % config.log_every == 0 or done == config.num_steps:
-            last = _summarise(jax.device_get(pending), time.perf_counter() - t_log, untimed)
+            history = jax.device_get(pending)
+            last = _summarise(history, time.perf_counter() - t_log, untimed)
             pending, untimed, t_log = [], 0, time.perf_counter()
             if writer:
                 writer.write(done, last)
+            streak = nonfinite_streak([int(h["nonfinite"]) for h in history], streak)
+            if streak >= config.max_consecutive_nonfinite:
+                ckpt.save(done, state.params, state.opt_state, {"step": done, **static_meta}, force=True)
+                ckpt.wait()
+                raise FloatingPointError(
+                    f"{streak} consecutive steps up to step {done} had a non-finite loss or gradient and were "
+                    f"skipped; saved the last good parameters as checkpoint {done}. Lower the learning rate, "
+                    "check the data, or raise TrainConfig.max_consecutive_nonfinite."
+                )
         preempted = guard.reached(done)
         ckpt.save(done, state.params, state.opt_state, {"step": done, **static_meta},
                   force=preempted or done == config.num_steps)
@@ -222,10 +241,18 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
     return last
 
 
+def nonfinite_streak(flags: list[int], streak: int) -> int:
+    """Length of the run of trailing 1s after appending `flags` (1 = skipped step) to a run of `streak`."""
+    for flag in flags:
+        streak = streak + 1 if flag else 0
+    return streak
+
+
 def _summarise(history: list[dict[str, Any]], seconds: float, untimed: int) -> dict[str, float]:
     """Means over the steps since the last log; token and step rates over the timed steps
     (all but the first `untimed`, whose time includes compilation)."""
-    out = {k: float(np.mean([h[k] for h in history])) for k in history[0] if k != "tokens"}
+    out = {k: float(np.mean([h[k] for h in history])) for k in history[0] if k not in ("tokens", "nonfinite")}
+    out["skipped_steps"] = float(np.sum([h["nonfinite"] for h in history]))
     timed = history[untimed:]
     if timed:
         out["tokens_per_s"] = float(np.sum([h["tokens"] for h in timed])) / max(seconds, 1e-9)

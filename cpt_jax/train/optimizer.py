@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cpt_jax.typecheck import check_field_types
+
 DECAYS = ("cosine", "linear", "constant")
 
 
@@ -35,6 +37,7 @@ class OptimizerConfig:
     clip_norm: float = 1.0
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.decay not in DECAYS:
             raise ValueError(f"OptimizerConfig.decay={self.decay!r}; choose one of {DECAYS}.")
         if self.learning_rate <= 0 or self.warmup_steps < 0 or self.clip_norm < 0:

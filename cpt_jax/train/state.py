@@ -20,6 +20,7 @@ from jax.sharding import Mesh
 
 from cpt_jax.model import ModelConfig, init_boxed
 from cpt_jax.parallel.rules import Rules, logical_shardings, replicated
+from cpt_jax.typecheck import check_field_types
 
 Array = jax.Array
 
@@ -36,6 +37,7 @@ class TemperatureConfig:
     maximum: float = math.log(100.0)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if not self.minimum <= self.init <= self.maximum:
             raise ValueError(
                 f"TemperatureConfig.init={self.init:.4f} must lie in [minimum={self.minimum:.4f}, "

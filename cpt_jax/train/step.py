@@ -68,18 +68,26 @@ def _train_step(state: TrainState, batch: Batch, ctx: StepContext, learning_rate
         # A function of (seed, step) alone: restarts and re-shardings see the same masks.
         dropout_rng = jax.random.fold_in(jax.random.key(ctx.seed), state.step)
     (loss, metrics), grads = _value_and_grad(state.params, batch, dropout_rng, ctx)
+    grad_norm = optax.tree.norm(grads)
     updates, opt_state = ctx.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     params["log_temperature"] = jnp.clip(
         params["log_temperature"], ctx.temperature.minimum, ctx.temperature.maximum
     )
+    # A non-finite loss or gradient skips the update: parameters and optimizer state stay as
+    # they were (the step counter, and so the data stream, moves on).
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+    params = jax.tree.map(keep, params, state.params)
+    opt_state = jax.tree.map(keep, opt_state, state.opt_state)
     metrics = {
         **metrics,
         "loss": loss,
         "temperature": jnp.exp(params["log_temperature"]),
-        "grad_norm": optax.tree.norm(grads),
+        "grad_norm": grad_norm,
         "learning_rate": learning_rate(state.step),
         "tokens": jnp.sum(batch["x_mask"]) + jnp.sum(batch["y_mask"]),
+        "nonfinite": 1 - finite.astype(jnp.int32),
     }
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 

@@ -59,3 +59,32 @@ def test_train_resume_and_evaluate(tmp_path):
     assert task.startswith("stdlib_code/test")
     for system in ("cpt-jax (trained)", "random init", "BM25"):
         assert 0.0 < results[task][system]["mrr"] <= 1.0
+
+
+def test_diverging_run_skips_nonfinite_steps_then_stops_with_a_checkpoint(tmp_path):
+    """A learning rate of 1e30 blows the weights up after one update; every later step is
+    non-finite and skipped, and after 3 in a row the run saves and stops with a clear error."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "cpt_jax.train",
+            "--gin_file=configs/experiments/tiny_code.gin",
+            f"--gin.TrainConfig.output_dir={tmp_path / 'run'}",
+            f"--gin.DATA_DIR={tmp_path / 'tfds'}",
+            "--gin.TrainConfig.num_steps=50",
+            "--gin.TrainConfig.global_batch_size=8",
+            "--gin.TrainConfig.log_every=1",
+            "--gin.TrainConfig.max_consecutive_nonfinite=3",
+            "--gin.ModelConfig.vocab_size=1000",
+            "--gin.OptimizerConfig.learning_rate=1e30",
+            "--gin.OptimizerConfig.warmup_steps=0",
+        ],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode != 0
+    assert "FloatingPointError: 3 consecutive steps" in proc.stderr
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    skipped = [r["step"] for r in records if r["skipped_steps"]]
+    assert skipped == skipped[:1] + list(range(skipped[0] + 1, skipped[0] + len(skipped)))  # one run of bad steps
+    stop = skipped[-1]
+    assert (tmp_path / "run" / "checkpoints" / str(stop)).is_dir()

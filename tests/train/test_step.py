@@ -18,7 +18,7 @@ from tests.helpers import OPT, TEMPERATURE, TINY, TOTAL_STEPS, created_state, ho
 
 STEPS = 5
 MODEL = dataclasses.replace(TINY, dropout=0.1)  # dropout masks must not depend on the layout
-METRICS = {"loss", "accuracy_xy", "accuracy_yx", "temperature", "grad_norm", "learning_rate", "tokens"}
+METRICS = {"loss", "accuracy_xy", "accuracy_yx", "temperature", "grad_norm", "learning_rate", "tokens", "nonfinite"}
 
 
 def _lr(step):
@@ -80,6 +80,7 @@ def test_metrics_and_step_counter():
         assert 0 <= m["accuracy_xy"] <= 1 and 0 <= m["accuracy_yx"] <= 1
         assert np.isfinite(m["grad_norm"]) and m["grad_norm"] > 0
         assert 0 < m["loss"] < 2 * np.log(16)
+        assert m["nonfinite"] == 0
     np.testing.assert_allclose(metrics[-1]["temperature"], np.exp(state.params["log_temperature"]), rtol=1e-6)
 
 
@@ -132,3 +133,20 @@ def test_dropout_rng_is_fold_in_of_seed_and_step():
         losses = jax.jit(lambda p, b: (loss_fn(p, b, key, ctx)[0], loss_fn(p, b, None, ctx)[0]))(params, random_batch(0))
     np.testing.assert_allclose(float(losses[0]), with_dropout[0]["loss"], rtol=1e-6)
     assert abs(float(losses[1]) - with_dropout[0]["loss"]) > 1e-4
+
+
+def test_a_nonfinite_step_is_skipped_and_counted():
+    """A NaN in one weight makes the loss NaN: the update is skipped, state kept, step advanced."""
+    m = mesh(1, 1, 1)
+    shardings = state_shardings(TINY, TEMPERATURE, tx(), m, DEFAULT_RULES)
+    initial, _ = created_state(TINY, (1, 1, 1))
+    poisoned = jax.tree.map(np.array, host(initial))  # writable copies
+    poisoned.params["encoder"]["ln_final"]["scale"][0] = np.nan
+    step = make_train_step(StepContext(TINY, TEMPERATURE, tx(), m, DEFAULT_RULES, seed=0), shardings, _lr)
+    before = jax.tree.map(np.copy, poisoned)
+    state, out = step(jax.device_put(poisoned, shardings), random_batch(0))
+    out, state = host(out), host(state)
+    assert out["nonfinite"] == 1 and not np.isfinite(out["loss"])
+    assert int(state.step) == int(before.step) + 1
+    for got, want in zip(jax.tree.leaves((state.params, state.opt_state)), jax.tree.leaves((before.params, before.opt_state))):
+        np.testing.assert_array_equal(got, want)

@@ -1,0 +1,47 @@
+"""Pure pieces of the training loop: config validation and the non-finite streak."""
+
+from __future__ import annotations
+
+import pytest
+
+from cpt_jax.data.pipeline import DataConfig
+from cpt_jax.model import ModelConfig
+from cpt_jax.parallel.mesh import MeshConfig
+from cpt_jax.train.loop import TrainConfig, nonfinite_streak, validate
+
+
+def _config(**overrides):
+    base = dict(
+        output_dir="/tmp/unused",
+        model=ModelConfig(max_len=64),
+        data=DataConfig(data_dir="/tmp/unused", max_len_x=32, max_len_y=64),
+        num_steps=10,
+        global_batch_size=16,
+    )
+    return TrainConfig(**{**base, **overrides})
+
+
+@pytest.mark.parametrize(
+    "flags,streak,expected",
+    [([], 3, 3), ([0, 0], 3, 0), ([1, 1, 1], 0, 3), ([1, 0, 1, 1], 5, 2), ([1, 1], 4, 6)],
+)
+def test_nonfinite_streak(flags, streak, expected):
+    assert nonfinite_streak(flags, streak) == expected
+
+
+def test_valid_config_passes():
+    validate(_config(), num_devices=8)
+
+
+@pytest.mark.parametrize(
+    "overrides,devices,message",
+    [
+        (dict(data=DataConfig(data_dir="d", max_len_x=32, max_len_y=128)), 8, "max_len_y=128 exceeds ModelConfig.max_len=64"),
+        (dict(mesh=MeshConfig(data=3, fsdp=1, tensor=1)), 8, "needs 3 devices but 8 are present"),
+        (dict(grad_cache_chunk_size=5), 8, "multiple of TrainConfig.grad_cache_chunk_size=5"),
+        (dict(num_steps=0), 8, "must be positive"),
+    ],
+)
+def test_bad_configs_fail_before_anything_runs(overrides, devices, message):
+    with pytest.raises(ValueError, match=message):
+        validate(_config(**overrides), num_devices=devices)
