@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from cpt_jax.model import ModelConfig
+from cpt_jax.model import ModelConfig, init_params
 
 CHECKPOINT_SUBDIR = "checkpoints"
 
@@ -71,6 +71,10 @@ class Checkpointer:
         )
         return out.params, out.opt_state, dict(out.meta)
 
+    def read_meta(self, step: int) -> dict[str, Any]:
+        """The JSON metadata of one checkpoint (cheap: no arrays are read)."""
+        return dict(self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
+
     def quarantine(self, step: int) -> str:
         """Moves an unreadable checkpoint aside to `<step>.unreadable` (kept for inspection, never
         deleted) so the step can be written again; returns the new path."""
@@ -116,6 +120,17 @@ def restore_params(run_dir: str, step: int, target: Any) -> Any:
         return manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target))).params
     finally:
         manager.close()
+
+
+def shape_mismatches(saved: ModelConfig, current: ModelConfig) -> list[str]:
+    """'path: saved shape -> current shape' for every encoder parameter the two configs disagree on
+    (including parameters only one of them has). Empty when a checkpoint of `saved` fits `current`."""
+    def shapes(cfg: ModelConfig) -> dict[str, tuple]:
+        tree = jax.eval_shape(lambda: init_params(cfg, jax.random.key(0)))
+        return {jax.tree_util.keystr(p): tuple(x.shape) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+    a, b = shapes(saved), shapes(current)
+    return [f"{k}: {a.get(k, 'absent')} -> {b.get(k, 'absent')}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
 
 
 def abstract_like(tree: Any, shardings: Any) -> Any:

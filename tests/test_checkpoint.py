@@ -53,3 +53,18 @@ def test_round_trip_onto_a_sharded_target(tmp_path):
 def test_read_meta_without_checkpoints_says_what_to_pass(tmp_path):
     with pytest.raises(FileNotFoundError, match="output_dir of a training run"):
         checkpoint.read_meta(str(tmp_path))
+
+
+def test_shape_mismatches_lists_every_differing_parameter():
+    from cpt_jax.model import ModelConfig
+
+    small = ModelConfig(vocab_size=64, d_model=32, num_layers=2, num_heads=4, d_mlp=64, max_len=16)
+    assert checkpoint.shape_mismatches(small, small) == []
+    wider = ModelConfig(**{**small.__dict__, "d_mlp": 128})
+    assert checkpoint.shape_mismatches(small, wider) == [
+        "['blocks']['mlp']['wi']['bias']: (2, 64) -> (2, 128)",
+        "['blocks']['mlp']['wi']['kernel']: (2, 32, 64) -> (2, 32, 128)",
+        "['blocks']['mlp']['wo']['kernel']: (2, 64, 32) -> (2, 128, 32)",
+    ]
+    unscanned = ModelConfig(**{**small.__dict__, "scan_layers": False})
+    assert "['blocks']['mlp']['wi']['bias']: (2, 64) -> absent" in checkpoint.shape_mismatches(small, unscanned)

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from cpt_jax.checkpoint import Checkpointer, abstract_like, model_meta
+from cpt_jax.checkpoint import Checkpointer, abstract_like, model_meta, shape_mismatches
 from cpt_jax.data import builders
 from cpt_jax.data.pipeline import DataConfig, PairBatches, iter_training_texts
 from cpt_jax.data.tokenizer import Tokenizer
@@ -138,6 +138,19 @@ def _restore_or_init(
     opt_target = abstract_like(abstract.opt_state, shardings.opt_state)
     failures = []
     for step in sorted(steps, reverse=True):
+        try:
+            saved = ModelConfig(**ckpt.read_meta(step)["model_config"])
+        except Exception:  # noqa: BLE001 - unreadable metadata: handled with the arrays below
+            saved = config.model
+        mismatches = shape_mismatches(saved, config.model)
+        if mismatches:
+            # A readable checkpoint of another model: never move or overwrite it.
+            raise ValueError(
+                f"The checkpoint at step {step} in {config.output_dir} was written by a different model:\n  "
+                + "\n  ".join(mismatches)
+                + f"\nsaved: {saved}\nnow:   {config.model}\n"
+                "Restore the old ModelConfig, or train into a new TrainConfig.output_dir."
+            )
         try:
             params, opt_state, meta = ckpt.restore(step, params_target, opt_target)
         except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: report it, try the previous one

@@ -52,6 +52,17 @@ def test_train_resume_and_evaluate(tmp_path):
     out = _train(tmp_path, 16)  # a longer run picks up the latest checkpoint
     assert "restored checkpoint at step 12" in out and "step 16/16" in out
 
+    # Another model into the same directory: a clear error, and no checkpoint is moved or lost.
+    proc = subprocess.run(
+        [sys.executable, "-m", "cpt_jax.train", "--gin_file=configs/experiments/tiny_code.gin",
+         f"--gin.TrainConfig.output_dir={run}", f"--gin.DATA_DIR={tmp_path / 'tfds'}",
+         "--gin.ModelConfig.vocab_size=1000", "--gin.ModelConfig.d_mlp=256", "--gin.TrainConfig.num_steps=20"],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode != 0
+    assert "written by a different model" in proc.stderr and "['blocks']['mlp']['wi']['kernel']" in proc.stderr
+    assert sorted(os.listdir(run / "checkpoints")) == ["12", "16"]
+
     out = _run(["cpt_jax.evaluate", f"--checkpoint={run}", "--tasks=stdlib_code"], tmp_path)
     assert "cpt-jax (trained)" in out and "random init" in out and "BM25" in out
     results = json.loads((run / "eval_test.json").read_text())
