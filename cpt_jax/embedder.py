@@ -18,11 +18,11 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from cpt_jax import checkpoint
+from cpt_jax.data import tokenizer as tokenizer_lib
 from cpt_jax.data.tokenizer import Tokenizer
 from cpt_jax.model import ModelConfig, embed, init_params
 
 SIDES = {"query": "x", "document": "y", "x": "x", "y": "y"}
-TOKENIZER_FILE = "tokenizer.model"
 
 
 def bucket_lengths(max_len: int, smallest: int = 16) -> list[int]:
@@ -60,7 +60,7 @@ class Embedder:
             "log_temperature": jax.ShapeDtypeStruct((), jnp.float32, sharding=single),
         }
         params = checkpoint.restore_params(run_dir, step, target)["encoder"]
-        tokenizer = Tokenizer.load(os.path.join(run_dir, TOKENIZER_FILE))
+        tokenizer = Tokenizer.load(os.path.join(run_dir, tokenizer_lib.RUN_DIR_FILE))
         data = meta["data_config"]
         return cls(model, params, tokenizer, {"x": data["max_len_x"], "y": data["max_len_y"]})
 

@@ -34,6 +34,9 @@ DELIMITERS: tuple[str, ...] = ("[SOS]_x", "[EOS]_x", "[SOS]_y", "[EOS]_y")
 _MAX_SENTENCE_BYTES = 1 << 16
 
 
+# A run directory keeps its tokenizer under this name, so checkpoints are self-contained.
+RUN_DIR_FILE = "tokenizer.model"
+
 def _check_side(side: str) -> None:
     if side not in ("x", "y"):
         raise ValueError(f"side must be 'x' or 'y', got {side!r}.")

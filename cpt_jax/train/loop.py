@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ from jax.sharding import Mesh
 from cpt_jax.checkpoint import Checkpointer, abstract_like, model_meta, shape_mismatches
 from cpt_jax.data import builders
 from cpt_jax.data.pipeline import DataConfig, PairBatches, iter_training_texts
-from cpt_jax.data.tokenizer import Tokenizer
+from cpt_jax.data.tokenizer import RUN_DIR_FILE, Tokenizer
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel import runtime
 from cpt_jax.parallel.mesh import BATCH_AXES, MeshConfig, batch_size_per_shard, make_mesh
@@ -38,7 +39,6 @@ from cpt_jax.train.state import (
 from cpt_jax.train.step import StepContext, make_train_step
 from cpt_jax.typecheck import check_field_types
 
-TOKENIZER_FILE = "tokenizer.model"
 OPERATIVE_CONFIG_FILE = "config.gin"
 
 
@@ -48,8 +48,8 @@ class TrainConfig:
 
     output_dir: where the tokenizer, operative config, TensorBoard events and checkpoints go.
     global_batch_size: pairs per step over all processes (the N of the N x N logits).
-    tokenizer_path: an existing SentencePiece model, or None to train one on the train split
-      (saved as <output_dir>/tokenizer.model and reused on restart).
+    tokenizer_path: an existing SentencePiece model (copied into the run), or None to train one
+      on the train split; either way <output_dir>/tokenizer.model is the run's tokenizer.
     sharding_rules: logical-axis -> mesh-axis pairs; None for parallel.rules.DEFAULT_RULES.
     grad_cache_chunk_size: 0 for the plain step; else GradCache with chunks of this many pairs
       (over all devices): activation memory is that of one chunk, the gradient is unchanged.
@@ -107,12 +107,16 @@ def validate(config: TrainConfig, num_devices: int) -> None:
 
 def prepare_tokenizer(config: TrainConfig) -> Tokenizer:
     """Load the configured tokenizer or train one (process 0) on the train split's texts."""
-    path = config.tokenizer_path or os.path.join(config.output_dir, TOKENIZER_FILE)
+    path = os.path.join(config.output_dir, RUN_DIR_FILE)
     if not os.path.exists(path) and jax.process_index() == 0:
-        texts = iter_training_texts(
-            config.data.data_dir, datasets=(config.data.dataset,), max_texts=config.tokenizer_max_texts
-        )
-        Tokenizer.train(texts, config.model.vocab_size, path)
+        if config.tokenizer_path:
+            # Copied in, so the run directory alone is enough to load the model later.
+            shutil.copyfile(config.tokenizer_path, path)
+        else:
+            texts = iter_training_texts(
+                config.data.data_dir, datasets=(config.data.dataset,), max_texts=config.tokenizer_max_texts
+            )
+            Tokenizer.train(texts, config.model.vocab_size, path)
     runtime.barrier("tokenizer")
     tokenizer = Tokenizer.load(path)
     if tokenizer.vocab_size != config.model.vocab_size:
