@@ -2,6 +2,10 @@
 
 Every module that needs a width, a depth or a vocabulary size takes a ModelConfig;
 gin sets it at the edge (see cpt_jax/config.py) and nothing below reads gin.
+
+The architecture fields (norm, norm_position, position, activation, gated_mlp, num_kv_heads,
+the bias switches, embedding_norm, final_norm) default to the paper's GPT-style encoder and
+cover the GPT-2, Llama / Qwen2 and BERT families exactly (see cpt_jax/interop/hf_weights.py).
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ ATTENTION_KINDS = ("causal", "bidirectional")
 POOLING_KINDS = ("eos", "mean")
 REMAT_POLICIES = ("none", "full", "dots")
 DTYPES = ("float32", "bfloat16")
+NORMS = ("layernorm", "rmsnorm")
+NORM_POSITIONS = ("pre", "post")
+POSITIONS = ("learned", "rope")
+ACTIVATIONS = ("gelu_tanh", "gelu", "silu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,16 +34,28 @@ class ModelConfig:
       vocab_size: rows of the token-embedding table.
       d_model: residual width; also the embedding width.
       num_layers: transformer blocks.
-      num_heads: attention heads; must divide d_model.
+      num_heads: attention (query) heads; must divide d_model.
       d_mlp: hidden width of the MLP.
-      max_len: longest sequence the position table covers.
+      max_len: longest sequence the encoder accepts (and the learned position table covers).
       dropout: dropout rate on attention output, MLP output and embeddings.
       dtype: compute dtype ("float32" or "bfloat16"); parameters stay float32.
       attention: "causal" (the paper's GPT-style encoder) or "bidirectional" (BERT family).
       pooling: "eos" (hidden state at the side's EOS token, the paper) or "mean" over real tokens.
       scan_layers: stack the blocks with nn.scan (one compiled block: fast compiles at depth).
       remat: activation rematerialisation per block: "none", "full", or "dots" (save matmul outputs).
-      layer_norm_eps: epsilon of every LayerNorm.
+      layer_norm_eps: epsilon of every norm (LayerNorm and RMSNorm alike).
+      norm: "layernorm" (GPT-2, BERT) or "rmsnorm" (Llama, Qwen2).
+      norm_position: "pre" (x + f(norm(x))) or "post" (norm(x + f(x)), BERT).
+      position: "learned" absolute table or "rope" (rotary, Hugging Face rotate_half layout).
+      rope_theta: rotary base frequency; used only with position="rope".
+      activation: MLP nonlinearity: "gelu_tanh" (GPT-2 gelu_new), "gelu" (exact erf, BERT), "silu".
+      gated_mlp: wo(act(wi_gate x) * wi x) (SwiGLU when activation="silu") instead of wo(act(wi x)).
+      num_kv_heads: key/value heads; 0 means num_heads; fewer gives grouped-query attention.
+      qkv_bias: biases on the query, key and value projections.
+      out_bias: bias on the attention output projection.
+      mlp_bias: biases on the MLP projections.
+      embedding_norm: a norm right after the embedding sum (BERT).
+      final_norm: a norm after the last block (every pre-norm family).
     """
 
     vocab_size: int = 8000
@@ -51,6 +71,18 @@ class ModelConfig:
     scan_layers: bool = True
     remat: str = "none"
     layer_norm_eps: float = 1e-5
+    norm: str = "layernorm"
+    norm_position: str = "pre"
+    position: str = "learned"
+    rope_theta: float = 10000.0
+    activation: str = "gelu_tanh"
+    gated_mlp: bool = False
+    num_kv_heads: int = 0
+    qkv_bias: bool = True
+    out_bias: bool = True
+    mlp_bias: bool = True
+    embedding_norm: bool = False
+    final_norm: bool = True
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -68,15 +100,45 @@ class ModelConfig:
             ("pooling", POOLING_KINDS),
             ("remat", REMAT_POLICIES),
             ("dtype", DTYPES),
+            ("norm", NORMS),
+            ("norm_position", NORM_POSITIONS),
+            ("position", POSITIONS),
+            ("activation", ACTIVATIONS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}; choose one of {allowed}.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout}.")
+        if self.layer_norm_eps <= 0:
+            raise ValueError(f"ModelConfig.layer_norm_eps must be positive, got {self.layer_norm_eps}.")
+        if self.num_kv_heads < 0 or self.num_heads % self.kv_heads:
+            raise ValueError(
+                f"ModelConfig.num_kv_heads={self.num_kv_heads} must divide num_heads={self.num_heads} "
+                "(0 means num_heads); pick e.g. "
+                f"num_kv_heads={_largest_divisor(self.num_heads, max(self.kv_heads, 1))}."
+            )
+        if self.position == "rope":
+            if self.head_dim % 2:
+                raise ValueError(
+                    f"position='rope' rotates pairs of features, but head_dim = d_model / num_heads = {self.head_dim} "
+                    "is odd; change d_model or num_heads so head_dim is even."
+                )
+            if self.rope_theta <= 0:
+                raise ValueError(f"ModelConfig.rope_theta must be positive, got {self.rope_theta}.")
+        if self.norm_position == "post" and self.final_norm:
+            raise ValueError(
+                "ModelConfig.norm_position='post' already ends every block with a norm, so final_norm=True "
+                "would normalise twice; set final_norm=False."
+            )
 
     @property
     def head_dim(self) -> int:
         return self.d_model // self.num_heads
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads actually used (num_kv_heads, or num_heads when it is 0)."""
+        return self.num_kv_heads or self.num_heads
 
     @property
     def compute_dtype(self) -> jnp.dtype:

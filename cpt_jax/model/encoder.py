@@ -1,13 +1,15 @@
 """The transformer encoder E of cpt-text / cpt-code, in Flax linen.
 
-A pre-norm GPT-style stack (causal self-attention by default, as in the paper) with a
-bidirectional option for the BERT family. The module maps token ids to the last layer's
-hidden states; pooling lives in pooling.py so the encoder stays a plain function of
-(params, tokens, mask).
+By default a pre-norm GPT-style stack (causal self-attention, as in the paper); ModelConfig's
+architecture fields also give the BERT family (post-norm, bidirectional, embedding norm) and
+the Llama / Qwen2 family (RMSNorm, rotary positions, gated MLP, grouped-query attention), so
+Hugging Face checkpoints of those families load exactly (cpt_jax/interop). The module maps
+token ids to the last layer's hidden states; pooling lives in pooling.py so the encoder stays
+a plain function of (params, tokens, mask).
 
-Every parameter carries logical axis names ("vocab", "embed", "heads", "kv", "mlp",
-"layers", "pos"); activations are constrained with "act_*" names. parallel/rules.py maps
-both onto mesh axes, so sharding is a config table, not code.
+Every parameter carries logical axis names ("vocab", "embed", "heads", "kv_heads", "kv",
+"mlp", "layers", "pos"); activations are constrained with "act_*" names. parallel/rules.py
+maps both onto mesh axes, so sharding is a config table, not code.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ from cpt_jax.model.config import ModelConfig
 Array = jax.Array
 
 _dense_init = nn.initializers.normal(stddev=0.02)
+
+_ACTIVATIONS = {
+    "gelu_tanh": lambda x: nn.gelu(x, approximate=True),
+    "gelu": lambda x: nn.gelu(x, approximate=False),
+    "silu": nn.silu,
+}
 
 
 def _param_init(names: tuple[str | None, ...], init: Any = _dense_init) -> Any:
@@ -46,6 +54,20 @@ def attention_mask(mask: Array, causal: bool) -> Array:
     return keys & jnp.tril(jnp.ones((seq, seq), bool))[None, None]
 
 
+def rotary(x: Array, theta: float) -> Array:
+    """Rotary position embedding at positions 0..seq-1, Hugging Face rotate_half layout.
+
+    x: [batch, seq, heads, head_dim] -> same shape and dtype. Feature i pairs with
+    i + head_dim/2 (not 2i with 2i+1), so HF Llama / Qwen2 q and k weights need no permutation.
+    """
+    seq, dim = x.shape[1], x.shape[-1]
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
+    angles = jnp.arange(seq, dtype=jnp.float32)[:, None] * inv_freq[None, :]  # [seq, dim/2]
+    cos, sin = jnp.cos(angles)[None, :, None, :], jnp.sin(angles)[None, :, None, :]
+    x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+
+
 class SelfAttention(nn.Module):
     config: ModelConfig
 
@@ -54,67 +76,90 @@ class SelfAttention(nn.Module):
         """x: [batch, seq, d_model] -> [batch, seq, d_model]."""
         cfg = self.config
         dt = cfg.compute_dtype
-        shape = (cfg.d_model, cfg.num_heads, cfg.head_dim)
         qkv = []
-        for name in ("query", "key", "value"):
+        for name, heads, head_axis in (
+            ("query", cfg.num_heads, "heads"),
+            ("key", cfg.kv_heads, "kv_heads"),
+            ("value", cfg.kv_heads, "kv_heads"),
+        ):
             # Explicit params + einsum (not DenseGeneral): its flat-then-reshape init clashes
             # with 3-d logical constraints when a mesh is active.
-            kernel = self.param(f"{name}_kernel", _param_init(("embed", "heads", "kv")), shape)
-            bias = self.param(f"{name}_bias", _param_init(("heads", "kv"), nn.initializers.zeros), shape[1:])
-            t = jnp.einsum("bsd,dhk->bshk", x.astype(dt), kernel.astype(dt)) + bias.astype(dt)
-            qkv.append(_constrain(t, ("act_batch", "act_length", "act_heads", "act_kv")))
+            shape = (cfg.d_model, heads, cfg.head_dim)
+            kernel = self.param(f"{name}_kernel", _param_init(("embed", head_axis, "kv")), shape)
+            t = jnp.einsum("bsd,dhk->bshk", x.astype(dt), kernel.astype(dt))
+            if cfg.qkv_bias:
+                bias = self.param(f"{name}_bias", _param_init((head_axis, "kv"), nn.initializers.zeros), shape[1:])
+                t = t + bias.astype(dt)
+            if cfg.position == "rope" and name != "value":
+                t = rotary(t, cfg.rope_theta)
+            qkv.append(_constrain(t, ("act_batch", "act_length", f"act_{head_axis}", "act_kv")))
+        # Keys/values with fewer heads than queries: dot_product_attention does the grouping.
         out = jax.nn.dot_product_attention(*qkv, mask=attn_mask)
         kernel = self.param("out_kernel", _param_init(("heads", "kv", "embed")), (cfg.num_heads, cfg.head_dim, cfg.d_model))
-        bias = self.param("out_bias", _param_init(("embed",), nn.initializers.zeros), (cfg.d_model,))
-        out = jnp.einsum("bshk,hkd->bsd", out, kernel.astype(dt)) + bias.astype(dt)
+        out = jnp.einsum("bshk,hkd->bsd", out, kernel.astype(dt))
+        if cfg.out_bias:
+            bias = self.param("out_bias", _param_init(("embed",), nn.initializers.zeros), (cfg.d_model,))
+            out = out + bias.astype(dt)
         return nn.Dropout(cfg.dropout)(out, deterministic=deterministic)
 
 
 class Mlp(nn.Module):
+    """wo(act(wi x)), or with gated_mlp wo(act(wi_gate x) * wi x) (HF Llama: gate_proj, up_proj, down_proj)."""
+
     config: ModelConfig
 
     @nn.compact
     def __call__(self, x: Array, deterministic: bool) -> Array:
         """x: [batch, seq, d_model] -> [batch, seq, d_model]."""
         cfg = self.config
-        h = nn.Dense(
-            cfg.d_mlp,
-            dtype=cfg.compute_dtype,
-            kernel_init=_param_init(("embed", "mlp")),
-            bias_init=_param_init(("mlp",), nn.initializers.zeros),
-            name="wi",
-        )(x)
-        h = _constrain(nn.gelu(h), ("act_batch", "act_length", "act_mlp"))
-        out = nn.Dense(
-            cfg.d_model,
-            dtype=cfg.compute_dtype,
-            kernel_init=_param_init(("mlp", "embed")),
-            bias_init=_param_init(("embed",), nn.initializers.zeros),
-            name="wo",
-        )(h)
+
+        def dense(features: int, names: tuple[str, str], name: str) -> nn.Dense:
+            return nn.Dense(
+                features,
+                use_bias=cfg.mlp_bias,
+                dtype=cfg.compute_dtype,
+                kernel_init=_param_init(names),
+                bias_init=_param_init(names[1:], nn.initializers.zeros),
+                name=name,
+            )
+
+        h = _ACTIVATIONS[cfg.activation](dense(cfg.d_mlp, ("embed", "mlp"), "wi_gate" if cfg.gated_mlp else "wi")(x))
+        if cfg.gated_mlp:
+            h = h * dense(cfg.d_mlp, ("embed", "mlp"), "wi")(x)
+        h = _constrain(h, ("act_batch", "act_length", "act_mlp"))
+        out = dense(cfg.d_model, ("mlp", "embed"), "wo")(h)
         return nn.Dropout(cfg.dropout)(out, deterministic=deterministic)
 
 
-def _layer_norm(cfg: ModelConfig, name: str) -> nn.LayerNorm:
+def _norm(cfg: ModelConfig, name: str) -> nn.Module:
+    scale_init = _param_init(("embed",), nn.initializers.ones)
+    if cfg.norm == "rmsnorm":
+        return nn.RMSNorm(epsilon=cfg.layer_norm_eps, dtype=cfg.compute_dtype, scale_init=scale_init, name=name)
     return nn.LayerNorm(
         epsilon=cfg.layer_norm_eps,
         dtype=cfg.compute_dtype,
-        scale_init=_param_init(("embed",), nn.initializers.ones),
+        scale_init=scale_init,
         bias_init=_param_init(("embed",), nn.initializers.zeros),
         name=name,
     )
 
 
 class Block(nn.Module):
-    """Pre-norm residual block: x + Attn(LN(x)); x + MLP(LN(x))."""
+    """Residual block. Pre-norm: x + Attn(N(x)); x + MLP(N(x)). Post-norm: N(x + Attn(x)); N(x + MLP(x))."""
 
     config: ModelConfig
 
     @nn.compact
     def __call__(self, x: Array, attn_mask: Array, deterministic: bool) -> tuple[Array, None]:
         cfg = self.config
-        x = x + SelfAttention(cfg, name="attention")(_layer_norm(cfg, "ln_attention")(x), attn_mask, deterministic)
-        x = x + Mlp(cfg, name="mlp")(_layer_norm(cfg, "ln_mlp")(x), deterministic)
+        attn, mlp = SelfAttention(cfg, name="attention"), Mlp(cfg, name="mlp")
+        ln_attn, ln_mlp = _norm(cfg, "ln_attention"), _norm(cfg, "ln_mlp")
+        if cfg.norm_position == "pre":
+            x = x + attn(ln_attn(x), attn_mask, deterministic)
+            x = x + mlp(ln_mlp(x), deterministic)
+        else:
+            x = ln_attn(x + attn(x, attn_mask, deterministic))
+            x = ln_mlp(x + mlp(x, deterministic))
         # The (carry, output) pair lets the same module run under nn.scan.
         return _constrain(x, ("act_batch", "act_length", "act_embed")), None
 
@@ -140,6 +185,7 @@ class Encoder(nn.Module):
     """Token ids -> last-layer hidden states.
 
     __call__(tokens [batch, seq] int32, mask [batch, seq] int) -> [batch, seq, d_model].
+    Sequences are right-padded: real tokens sit at positions 0..n-1 (learned and rotary positions alike).
     """
 
     config: ModelConfig
@@ -156,8 +202,12 @@ class Encoder(nn.Module):
         tok_emb = nn.Embed(
             cfg.vocab_size, cfg.d_model, embedding_init=_param_init(("vocab", "embed")), name="token_embedding"
         )
-        pos_emb = self.param("position_embedding", _param_init(("pos", "embed")), (cfg.max_len, cfg.d_model))
-        x = tok_emb(tokens) + pos_emb[None, :seq]
+        x = tok_emb(tokens)
+        if cfg.position == "learned":
+            pos_emb = self.param("position_embedding", _param_init(("pos", "embed")), (cfg.max_len, cfg.d_model))
+            x = x + pos_emb[None, :seq]
+        if cfg.embedding_norm:
+            x = _norm(cfg, "ln_embedding")(x)
         x = nn.Dropout(cfg.dropout)(x, deterministic=deterministic).astype(cfg.compute_dtype)
         x = _constrain(x, ("act_batch", "act_length", "act_embed"))
         attn_mask = attention_mask(mask, causal=cfg.attention == "causal")
@@ -167,4 +217,4 @@ class Encoder(nn.Module):
         else:
             for i in range(cfg.num_layers):
                 x, _ = stack(cfg, name=f"block_{i}")(x, attn_mask, deterministic)
-        return _layer_norm(cfg, "ln_final")(x)
+        return _norm(cfg, "ln_final")(x) if cfg.final_norm else x

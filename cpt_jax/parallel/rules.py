@@ -22,6 +22,7 @@ DEFAULT_RULES: Rules = (
     ("vocab", "tensor"),
     ("embed", "fsdp"),
     ("heads", "tensor"),
+    ("kv_heads", "tensor"),  # key/value heads (fewer than "heads" under grouped-query attention)
     ("kv", None),
     ("mlp", "tensor"),
     ("layers", None),
@@ -31,6 +32,7 @@ DEFAULT_RULES: Rules = (
     ("act_length", None),
     ("act_embed", None),
     ("act_heads", "tensor"),
+    ("act_kv_heads", "tensor"),
     ("act_kv", None),
     ("act_mlp", "tensor"),
 )

@@ -47,3 +47,54 @@ def test_sizes_must_be_positive(field):
 def test_dropout_range(rate):
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
         ModelConfig(dropout=rate)
+
+
+@pytest.mark.parametrize(
+    "field, value, choices",
+    [
+        ("norm", "batchnorm", "('layernorm', 'rmsnorm')"),
+        ("norm_position", "sandwich", "('pre', 'post')"),
+        ("position", "alibi", "('learned', 'rope')"),
+        ("activation", "relu", "('gelu_tanh', 'gelu', 'silu')"),
+    ],
+)
+def test_architecture_enum_fields(field, value, choices):
+    with pytest.raises(ValueError) as err:
+        ModelConfig(**{field: value})
+    assert f"ModelConfig.{field}={value!r}" in str(err.value)
+    assert choices in str(err.value)
+
+
+def test_kv_heads():
+    assert ModelConfig(num_heads=4).kv_heads == 4  # 0: one key/value head per query head
+    assert ModelConfig(num_heads=4, num_kv_heads=2).kv_heads == 2
+    assert ModelConfig(num_heads=4, num_kv_heads=1).kv_heads == 1
+    for bad, hint in ((3, 2), (8, 4), (-1, 1)):
+        with pytest.raises(ValueError, match=rf"num_kv_heads={bad} must divide num_heads=4.*num_kv_heads={hint}"):
+            ModelConfig(num_heads=4, num_kv_heads=bad)
+
+
+def test_rope_needs_an_even_head_dim_and_a_positive_theta():
+    assert ModelConfig(d_model=32, num_heads=4, position="rope").head_dim == 8
+    with pytest.raises(ValueError, match=r"head_dim = d_model / num_heads = 9 is odd"):
+        ModelConfig(d_model=36, num_heads=4, position="rope")
+    with pytest.raises(ValueError, match=r"rope_theta must be positive"):
+        ModelConfig(position="rope", rope_theta=0.0)
+
+
+def test_post_norm_excludes_a_final_norm():
+    assert not ModelConfig(norm_position="post", final_norm=False).final_norm
+    with pytest.raises(ValueError, match=r"norm_position='post'.*set final_norm=False"):
+        ModelConfig(norm_position="post")
+
+
+def test_norm_epsilon_must_be_positive():
+    with pytest.raises(ValueError, match=r"layer_norm_eps must be positive, got 0"):
+        ModelConfig(layer_norm_eps=0.0)
+
+
+def test_new_fields_are_type_checked():
+    with pytest.raises(TypeError, match=r"ModelConfig.gated_mlp='yes' has type str; expected bool"):
+        ModelConfig(gated_mlp="yes")
+    with pytest.raises(TypeError, match=r"ModelConfig.num_kv_heads=2.0 has type float; expected int"):
+        ModelConfig(num_kv_heads=2.0)
