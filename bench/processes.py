@@ -43,7 +43,7 @@ def main() -> None:
     from cpt_jax.data.tokenizer import Tokenizer
 
     tmp = tempfile.mkdtemp(prefix="bench_processes_")
-    data_dir, tok = os.path.join(tmp, "tfds"), os.path.join(tmp, "tok.model")
+    data_dir, tok = os.path.join(tmp, "tfds"), os.path.join(tmp, "tok")
     builders.prepare("stdlib_code", data_dir)
     Tokenizer.train(iter_training_texts(data_dir, datasets=("stdlib_code",), max_texts=20_000), 8000, tok)
 

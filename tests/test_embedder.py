@@ -21,7 +21,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def embedder(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("tok") / "tok.model")
+    path = str(tmp_path_factory.mktemp("tok") / "tok")
     corpus = list(topics.values())
     tokenizer = Tokenizer.train(corpus, 500, path)
     model = ModelConfig(vocab_size=500, d_model=32, num_layers=2, num_heads=4, d_mlp=64, max_len=64)

@@ -1,41 +1,48 @@
-"""SentencePiece tokeniser trained by the framework, with per-side delimiters.
+"""The run's tokenizer: a Hugging Face `tokenizers` model plus the paper's per-side delimiters.
 
-Id layout (fixed, checked on load):
+Every text is encoded as ``prefix + [SOS]_side + content + [EOS]_side + suffix``, right-padded,
+where prefix and suffix are the model's own special tokens ([CLS] and [SEP] for BERT, nothing
+for GPT-2, Qwen2 or a from-scratch vocabulary). Truncation drops content only, so the EOS the
+encoder pools on is always present.
 
-    0 pad, 1 unk, 2 [SOS]_x, 3 [EOS]_x, 4 [SOS]_y, 5 [EOS]_y, then 256 byte
-    pieces (byte_fallback) and the learned pieces.
+Two sources, one encoder:
+* ``Tokenizer.train``: a SentencePiece unigram vocabulary learned on the run's texts
+  (sentencepiece_model.py), encoded through its exact `tokenizers` form.
+* ``Tokenizer.from_pretrained(hf_dir)``: a Hugging Face model's tokenizer.json; the four
+  delimiters become new special tokens whose embedding rows start as copies of the model's
+  own start/end rows (``init_rows``), so an imported model encodes like the original.
 
-The four delimiters are SentencePiece *control* symbols, not user-defined
-symbols: user-defined symbols are matched inside raw text, so a docstring that
-literally contains "[EOS]_x" would inject the control id the encoder pools on.
-Control symbols only reserve ids, so that text is tokenised as ordinary
-characters; the framework adds the delimiters itself in ``encode``.
+Content is encoded with special-token matching off, so a docstring that literally contains
+"[EOS]_x" or "[CLS]" stays text and cannot inject the id the encoder pools on. The exported
+tokenizer (``save_for_transformers``) renders the delimiters as strings through a chat
+template, so there such literal text would match; that is the one documented difference.
 
-Normalisation is the identity and whitespace is preserved, so code
-indentation and newlines survive an encode/decode round trip exactly.
+A run directory keeps its tokenizer in ``<run_dir>/tokenizer/`` (tokenizer.json and
+cpt_tokenizer.json), so checkpoints are self-contained.
 """
 
 from __future__ import annotations
 
-import io
-import itertools
-from collections.abc import Iterable, Sequence
-from typing import Literal
+import json
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
-import sentencepiece as spm
-from etils import epath
+import tokenizers
+
+from cpt_jax.data import sentencepiece_model
+from cpt_jax.data.sentencepiece_model import DELIMITERS
 
 Side = Literal["x", "y"]
-PAD_ID = 0
-UNK_ID = 1
-DELIMITERS: tuple[str, ...] = ("[SOS]_x", "[EOS]_x", "[SOS]_y", "[EOS]_y")
-# Texts longer than this many bytes are ignored by the trainer (not truncated).
-_MAX_SENTENCE_BYTES = 1 << 16
+RUN_DIR_NAME = "tokenizer"
+_BACKEND_FILE = "tokenizer.json"
+_META_FILE = "cpt_tokenizer.json"
+_SENTENCEPIECE_FILE = "sentencepiece.model"
+# tokenizer_config.json keys whose rows seed the new delimiter rows, in order of preference.
+_START_TOKENS = ("cls_token", "bos_token", "eos_token")
+_END_TOKENS = ("sep_token", "eos_token", "bos_token")
 
-
-# A run directory keeps its tokenizer under this name, so checkpoints are self-contained.
-RUN_DIR_FILE = "tokenizer.model"
 
 def _check_side(side: str) -> None:
     if side not in ("x", "y"):
@@ -43,134 +50,220 @@ def _check_side(side: str) -> None:
 
 
 class Tokenizer:
-    """Wraps a trained ``SentencePieceProcessor`` with batch encoding to fixed length."""
+    """Batch encoding to fixed length with per-side delimiters.
 
-    def __init__(self, processor: spm.SentencePieceProcessor):
-        for offset, piece in enumerate(DELIMITERS, start=2):
-            if processor.id_to_piece(offset) != piece or not processor.is_control(offset):
-                raise ValueError(
-                    f"SentencePiece model has no control symbol {piece!r} at id {offset}; "
-                    "it was not trained by Tokenizer.train. Retrain it with Tokenizer.train."
-                )
-        self._sp = processor
+    Args:
+      backend: a `tokenizers.Tokenizer` that already holds the four DELIMITERS as tokens.
+      prefix_ids / suffix_ids: the model's special tokens around every text.
+      pad_id: id written after the last real token (masked out, so only cosmetic).
+      init_rows: delimiter id -> the embedding row it starts as (None: the mean row); only
+        meaningful for a pretrained model whose table has no rows for the delimiters yet.
+    """
+
+    def __init__(
+        self,
+        backend: tokenizers.Tokenizer,
+        prefix_ids: Sequence[int] = (),
+        suffix_ids: Sequence[int] = (),
+        pad_id: int = 0,
+        init_rows: dict[int, int | None] | None = None,
+    ) -> None:
+        missing = [d for d in DELIMITERS if backend.token_to_id(d) is None]
+        if missing:
+            raise ValueError(f"Tokenizer has no delimiter tokens {missing}; build it with Tokenizer.train or from_pretrained.")
+        # A copy so the caller's object keeps its padding, truncation and special-token matching.
+        self._backend = tokenizers.Tokenizer.from_str(backend.to_str())
+        self._backend.no_padding()
+        self._backend.no_truncation()
+        self._backend.encode_special_tokens = True  # literal "[SOS]_x" in text stays text
+        self._ids = {d: backend.token_to_id(d) for d in DELIMITERS}
+        self.prefix_ids = [int(i) for i in prefix_ids]
+        self.suffix_ids = [int(i) for i in suffix_ids]
+        self.pad_id = int(pad_id)
+        self.init_rows = dict(init_rows or {})
+
+    # ------------------------------------------------------------------ construction
 
     @classmethod
-    def train(
-        cls,
-        texts: Iterable[str],
-        vocab_size: int,
-        path: str,
-        *,
-        max_texts: int = 200_000,
-        seed: int = 0,
-        num_threads: int = 2,
-    ) -> Tokenizer:
-        """Trains a unigram model on at most ``max_texts`` texts and writes it to ``path``.
+    def train(cls, texts: Any, vocab_size: int, out_dir: str, **kwargs: Any) -> Tokenizer:
+        """Learns a SentencePiece unigram vocabulary and saves the tokenizer to ``out_dir``.
 
-        Deterministic for a given input sequence, ``vocab_size`` and ``seed``.
-        ``vocab_size`` counts the 6 reserved ids and 256 byte pieces, so it
-        must exceed 262; a ValueError is raised if the texts cannot fill it.
+        kwargs go to ``sentencepiece_model.train`` (max_texts, seed, num_threads).
         """
-        if vocab_size <= len(DELIMITERS) + 2 + 256:
-            raise ValueError(
-                f"vocab_size={vocab_size} leaves no room for learned pieces: "
-                f"{len(DELIMITERS) + 2} reserved ids and 256 byte pieces; use at least 300."
-            )
-        spm.set_random_generator_seed(seed)
-        model = io.BytesIO()
-        try:
-            cls._train_spm(texts, vocab_size, model, max_texts, num_threads)
-        except RuntimeError as e:
-            if "Vocabulary size too high" not in str(e):
-                raise
-            raise ValueError(
-                f"The training texts are too small/repetitive for vocab_size={vocab_size} "
-                f"({e}); lower vocab_size or train on more text (max_texts={max_texts})."
-            ) from e
-        path_ = epath.Path(path)
-        path_.parent.mkdir(parents=True, exist_ok=True)
-        path_.write_bytes(model.getvalue())
-        return cls(spm.SentencePieceProcessor(model_proto=model.getvalue()))
+        proto = sentencepiece_model.train(texts, vocab_size, **kwargs)
+        tokenizer = cls.from_sentencepiece(proto)
+        tokenizer.save(out_dir)
+        with open(os.path.join(out_dir, _SENTENCEPIECE_FILE), "wb") as f:
+            f.write(proto)  # kept for provenance; the run encodes through tokenizer.json
+        return tokenizer
 
-    @staticmethod
-    def _train_spm(
-        texts: Iterable[str], vocab_size: int, model: io.BytesIO, max_texts: int, num_threads: int
-    ) -> None:
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=itertools.islice(texts, max_texts),
-            model_writer=model,
-            vocab_size=vocab_size,
-            model_type="unigram",
-            pad_id=PAD_ID,
-            unk_id=UNK_ID,
-            bos_id=-1,
-            eos_id=-1,
-            control_symbols=list(DELIMITERS),
-            normalization_rule_name="identity",
-            remove_extra_whitespaces=False,
-            allow_whitespace_only_pieces=True,
-            split_digits=True,
-            byte_fallback=True,
-            max_sentence_length=_MAX_SENTENCE_BYTES,
-            input_sentence_size=max_texts,
-            shuffle_input_sentence=True,
-            num_threads=num_threads,
-            minloglevel=2,
-        )
+    @classmethod
+    def from_sentencepiece(cls, model_proto: bytes) -> Tokenizer:
+        return cls(sentencepiece_model.to_tokenizers(model_proto), pad_id=sentencepiece_model.PAD_ID)
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str) -> Tokenizer:
+        """A Hugging Face model's fast tokenizer (tokenizer.json) with the delimiters added."""
+        path = os.path.join(model_dir, _BACKEND_FILE)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"No {_BACKEND_FILE} in {model_dir}; cpt-jax reads fast tokenizers only. Write one with "
+                "transformers.AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)."
+            )
+        backend = tokenizers.Tokenizer.from_file(path)
+        backend.no_padding()
+        backend.no_truncation()
+        prefix, suffix = _special_affixes(backend)
+        config = _read_json(os.path.join(model_dir, "tokenizer_config.json"))
+        special = {k: _token_id(backend, config.get(k)) for k in {*_START_TOKENS, *_END_TOKENS, "pad_token"}}
+        backend.add_special_tokens([tokenizers.AddedToken(d, special=True, normalized=False) for d in DELIMITERS])
+        start = next((special[k] for k in _START_TOKENS if special[k] is not None), None)
+        end = next((special[k] for k in _END_TOKENS if special[k] is not None), None)
+        init_rows = {backend.token_to_id(d): start if d.startswith("[SOS]") else end for d in DELIMITERS}
+        pad = special["pad_token"] if special["pad_token"] is not None else (end or 0)
+        return cls(backend, prefix, suffix, pad, init_rows)
 
     @classmethod
     def load(cls, path: str) -> Tokenizer:
-        """Loads a model written by ``train``."""
-        path_ = epath.Path(path)
-        if not path_.exists():
-            raise FileNotFoundError(
-                f"No SentencePiece model at {path}; train one with "
-                "Tokenizer.train(iter_training_texts(...), vocab_size, path)."
-            )
-        return cls(spm.SentencePieceProcessor(model_proto=path_.read_bytes()))
+        """A tokenizer saved by ``save``/``train``, a SentencePiece .model written by cpt-jax,
+        or a Hugging Face model directory (delimiters added)."""
+        if os.path.isfile(os.path.join(path, _META_FILE)):
+            meta = _read_json(os.path.join(path, _META_FILE))
+            backend = tokenizers.Tokenizer.from_file(os.path.join(path, _BACKEND_FILE))
+            init_rows = {int(k): v for k, v in meta["init_rows"].items()}
+            return cls(backend, meta["prefix_ids"], meta["suffix_ids"], meta["pad_id"], init_rows)
+        if os.path.isfile(path) and path.endswith(".model"):
+            with open(path, "rb") as f:
+                return cls.from_sentencepiece(f.read())
+        if os.path.isfile(os.path.join(path, _BACKEND_FILE)):
+            return cls.from_pretrained(path)
+        raise FileNotFoundError(
+            f"No tokenizer at {path}: expected a cpt-jax tokenizer directory ({_META_FILE}), a "
+            "SentencePiece .model file, or a Hugging Face model directory with tokenizer.json. "
+            "Train one with Tokenizer.train(iter_training_texts(...), vocab_size, out_dir)."
+        )
+
+    def save(self, out_dir: str) -> None:
+        os.makedirs(out_dir, exist_ok=True)
+        self._export_backend().save(os.path.join(out_dir, _BACKEND_FILE))
+        meta = {
+            "prefix_ids": self.prefix_ids,
+            "suffix_ids": self.suffix_ids,
+            "pad_id": self.pad_id,
+            "init_rows": {str(k): v for k, v in self.init_rows.items()},
+        }
+        with open(os.path.join(out_dir, _META_FILE), "w") as f:
+            json.dump(meta, f, indent=2)
+
+    # ------------------------------------------------------------------ encoding
 
     @property
     def vocab_size(self) -> int:
-        return self._sp.get_piece_size()
-
-    @property
-    def pad_id(self) -> int:
-        return PAD_ID
+        """Rows the embedding table needs: every id this tokenizer can emit."""
+        return self._backend.get_vocab_size(with_added_tokens=True)
 
     def sos_id(self, side: Side) -> int:
         _check_side(side)
-        return 2 if side == "x" else 4
+        return self._ids[f"[SOS]_{side}"]
 
     def eos_id(self, side: Side) -> int:
         _check_side(side)
-        return 3 if side == "x" else 5
+        return self._ids[f"[EOS]_{side}"]
 
-    def encode(
-        self, texts: Sequence[str], side: Side, max_len: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Encodes ``texts`` as ``[SOS]_side + ids + [EOS]_side``, right-padded.
+    def fixed_tokens(self, side: Side) -> tuple[list[int], list[int]]:
+        """(ids before the content, ids after it) for one side."""
+        return self.prefix_ids + [self.sos_id(side)], [self.eos_id(side)] + self.suffix_ids
 
-        Content is truncated to ``max_len - 2`` ids so the EOS token, whose
-        final hidden state is the embedding, is always present.
+    def encode(self, texts: Sequence[str], side: Side, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """Encodes ``texts`` as ``prefix [SOS]_side content [EOS]_side suffix``, right-padded.
 
         Returns:
-          tokens: int32 [batch, max_len], ``pad_id`` after the EOS.
-          mask: int32 [batch, max_len], 1 on SOS/content/EOS, 0 on padding.
+          tokens: int32 [batch, max_len], ``pad_id`` after the last real token.
+          mask: int32 [batch, max_len], 1 on real tokens, 0 on padding.
         """
-        if max_len < 2:
-            raise ValueError(f"max_len={max_len} cannot hold the SOS and EOS delimiters; use >= 2.")
-        sos, eos = self.sos_id(side), self.eos_id(side)
-        tokens = np.full((len(texts), max_len), PAD_ID, np.int32)
+        head, tail = self.fixed_tokens(side)
+        room = max_len - len(head) - len(tail)
+        if room < 0:
+            raise ValueError(
+                f"max_len={max_len} cannot hold the {len(head) + len(tail)} fixed tokens "
+                f"(special tokens and delimiters) of side {side!r}; use >= {len(head) + len(tail)}."
+            )
+        tokens = np.full((len(texts), max_len), self.pad_id, np.int32)
         mask = np.zeros((len(texts), max_len), np.int32)
-        for row, ids in enumerate(self._sp.encode(list(texts), out_type=int)):
-            content = ids[: max_len - 2]
-            end = len(content) + 1
-            tokens[row, 0] = sos
-            tokens[row, 1:end] = content
-            tokens[row, end] = eos
-            mask[row, : end + 1] = 1
+        for row, encoding in enumerate(self._backend.encode_batch(list(texts), add_special_tokens=False)):
+            ids = head + encoding.ids[:room] + tail
+            tokens[row, : len(ids)] = ids
+            mask[row, : len(ids)] = 1
         return tokens, mask
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
-        """Decodes one id sequence; pad and delimiter (control) ids decode to nothing."""
-        return self._sp.decode([int(i) for i in ids])
+        """Decodes one id sequence; pad, special and delimiter ids decode to nothing."""
+        return self._backend.decode([int(i) for i in ids], skip_special_tokens=True)
+
+    # ------------------------------------------------------------------ export
+
+    def chat_template(self) -> str:
+        """Jinja template that renders a text as this tokenizer encodes it, by task.
+
+        sentence-transformers passes ``task`` ("query" -> x side, anything else -> y side),
+        so ``encode_query`` / ``encode_document`` carry the side delimiters.
+        """
+
+        def render(side: Side) -> str:
+            head, tail = self.fixed_tokens(side)
+            as_text = lambda ids: "".join(self._backend.id_to_token(i) for i in ids)  # noqa: E731
+            return as_text(head) + "{{ message['content'] }}" + as_text(tail)
+
+        return (
+            "{%- for message in messages %}{%- if message['role'] == 'user' %}"
+            "{%- if task == 'query' %}" + render("x") + "{%- else %}" + render("y") + "{%- endif %}"
+            "{%- endif %}{%- endfor %}"
+        )
+
+    def save_for_transformers(self, out_dir: str, model_max_length: int) -> None:
+        """tokenizer.json, tokenizer_config.json and chat_template.jinja for transformers."""
+        from transformers import PreTrainedTokenizerFast
+
+        fast = PreTrainedTokenizerFast(
+            tokenizer_object=self._export_backend(),
+            pad_token=self._backend.id_to_token(self.pad_id),
+            model_max_length=model_max_length,
+        )
+        fast.chat_template = self.chat_template()
+        fast.save_pretrained(out_dir)
+
+    def _export_backend(self) -> tokenizers.Tokenizer:
+        backend = tokenizers.Tokenizer.from_str(self._backend.to_str())
+        backend.encode_special_tokens = False
+        return backend
+
+
+def load_run_tokenizer(run_dir: str) -> Tokenizer:
+    """The tokenizer a training run saved (``<run_dir>/tokenizer/``; older runs: tokenizer.model)."""
+    legacy = os.path.join(run_dir, "tokenizer.model")
+    path = os.path.join(run_dir, RUN_DIR_NAME)
+    return Tokenizer.load(legacy if os.path.exists(legacy) and not os.path.exists(path) else path)
+
+
+def _special_affixes(backend: tokenizers.Tokenizer) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer's post-processor puts before and after a single text."""
+    probe = "a"
+    bare = backend.encode(probe, add_special_tokens=False).ids
+    full = backend.encode(probe, add_special_tokens=True).ids
+    for start in range(len(full) - len(bare) + 1):
+        if full[start : start + len(bare)] == bare:
+            return full[:start], full[start + len(bare) :]
+    raise ValueError("The tokenizer's post-processor rewrites the text itself; cpt-jax cannot wrap it with delimiters.")
+
+
+def _token_id(backend: tokenizers.Tokenizer, token: Any) -> int | None:
+    if isinstance(token, dict):  # {"content": "[CLS]", ...} in newer tokenizer_config files
+        token = token.get("content")
+    return backend.token_to_id(token) if isinstance(token, str) else None
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)

