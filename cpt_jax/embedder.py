@@ -7,7 +7,6 @@ local devices. `encode` has the shape MTEB expects: a list of strings in, float3
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,8 +17,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from cpt_jax import checkpoint
-from cpt_jax.data import tokenizer as tokenizer_lib
-from cpt_jax.data.tokenizer import Tokenizer
+from cpt_jax.data.tokenizer import Tokenizer, load_run_tokenizer
 from cpt_jax.model import ModelConfig, embed, init_params
 
 SIDES = {"query": "x", "document": "y", "x": "x", "y": "y"}
@@ -60,7 +58,7 @@ class Embedder:
             "log_temperature": jax.ShapeDtypeStruct((), jnp.float32, sharding=single),
         }
         params = checkpoint.restore_params(run_dir, step, target)["encoder"]
-        tokenizer = Tokenizer.load(os.path.join(run_dir, tokenizer_lib.RUN_DIR_FILE))
+        tokenizer = load_run_tokenizer(run_dir)
         data = meta["data_config"]
         return cls(model, params, tokenizer, {"x": data["max_len_x"], "y": data["max_len_y"]})
 

@@ -10,12 +10,15 @@ import contextlib
 import dataclasses
 import functools
 import math
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cpt_jax import checkpoint
+from cpt_jax.data.tokenizer import RUN_DIR_NAME
 from cpt_jax.model import ModelConfig, init_params
 from cpt_jax.parallel.mesh import MeshConfig, make_mesh
 from cpt_jax.parallel.rules import DEFAULT_RULES
@@ -136,3 +139,20 @@ def reference_loss(x, y, log_temperature):
     rows = jnp.mean(jax.nn.logsumexp(logits, axis=1) - diag)
     cols = jnp.mean(jax.nn.logsumexp(logits, axis=0) - diag)
     return (rows + cols) / 2
+
+
+def write_run_dir(run_dir: str, model, encoder_params, tokenizer, max_len_x: int = 32, max_len_y: int = 64) -> str:
+    """A run directory in the layout python -m cpt_jax.train writes (tokenizer, checkpoint 0 with
+    meta), for tests that need a checkpoint without paying for a training run."""
+    tokenizer.save(os.path.join(run_dir, RUN_DIR_NAME))
+    params = {"encoder": encoder_params, "log_temperature": jnp.float32(3.0)}
+    meta = {
+        "step": 0,
+        "model_config": dataclasses.asdict(model),
+        "data_config": {"max_len_x": max_len_x, "max_len_y": max_len_y},
+    }
+    ckpt = checkpoint.Checkpointer(run_dir, async_save=False)
+    ckpt.save(0, params, {"count": jnp.zeros((), jnp.int32)}, meta, force=True)
+    ckpt.wait()
+    ckpt.close()
+    return run_dir

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +20,8 @@ from jax.sharding import Mesh
 from cpt_jax.checkpoint import Checkpointer, abstract_like, model_meta, shape_mismatches
 from cpt_jax.data import builders
 from cpt_jax.data.pipeline import DataConfig, PairBatches, iter_training_texts
-from cpt_jax.data.tokenizer import RUN_DIR_FILE, Tokenizer
+from cpt_jax.data.tokenizer import RUN_DIR_NAME, Tokenizer
+from cpt_jax.interop import pretrained
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel import runtime
 from cpt_jax.parallel.mesh import BATCH_AXES, MeshConfig, batch_size_per_shard, make_mesh
@@ -35,6 +35,7 @@ from cpt_jax.train.state import (
     abstract_train_state,
     create_train_state,
     state_shardings,
+    train_state_from_params,
 )
 from cpt_jax.train.step import StepContext, make_train_step
 from cpt_jax.typecheck import check_field_types
@@ -48,8 +49,15 @@ class TrainConfig:
 
     output_dir: where the tokenizer, operative config, TensorBoard events and checkpoints go.
     global_batch_size: pairs per step over all processes (the N of the N x N logits).
-    tokenizer_path: an existing SentencePiece model (copied into the run), or None to train one
-      on the train split; either way <output_dir>/tokenizer.model is the run's tokenizer.
+    init_from: a Hugging Face model directory (config.json, safetensors, tokenizer.json) of a
+      GPT-2, Llama, Qwen2 or BERT model to start from, as the paper starts from GPT-3/Codex.
+      Its tokenizer is used (delimiters added) and its architecture replaces ModelConfig's
+      shape fields, which must be left unset or agree; dropout, dtype, scan_layers and remat
+      still come from ModelConfig. The imported weights are saved as checkpoint 0.
+      pkg://PACKAGE/SUBDIR names a directory inside an installed package.
+    tokenizer_path: an existing tokenizer (a cpt-jax tokenizer directory, a SentencePiece .model
+      written by cpt-jax, or a Hugging Face model directory), or None to train one on the train
+      split; either way it is saved in <output_dir>/tokenizer/.
     sharding_rules: logical-axis -> mesh-axis pairs; None for parallel.rules.DEFAULT_RULES.
     grad_cache_chunk_size: 0 for the plain step; else GradCache with chunks of this many pairs
       (over all devices): activation memory is that of one chunk, the gradient is unchanged.
@@ -71,6 +79,7 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
+    init_from: str | None = None
     tokenizer_path: str | None = None
     tokenizer_max_texts: int = 50_000
     grad_cache_chunk_size: int = 0
@@ -92,6 +101,10 @@ def validate(config: TrainConfig, num_devices: int) -> None:
             )
     if config.num_steps <= 0 or config.global_batch_size <= 0:
         raise ValueError("TrainConfig.num_steps and TrainConfig.global_batch_size must be positive.")
+    if config.init_from and config.tokenizer_path:
+        raise ValueError(
+            "TrainConfig.init_from brings its own tokenizer; unset TrainConfig.tokenizer_path."
+        )
     chunk = config.grad_cache_chunk_size
     if chunk < 0 or (chunk and config.global_batch_size % chunk):
         raise ValueError(
@@ -106,12 +119,13 @@ def validate(config: TrainConfig, num_devices: int) -> None:
 
 
 def prepare_tokenizer(config: TrainConfig) -> Tokenizer:
-    """Load the configured tokenizer or train one (process 0) on the train split's texts."""
-    path = os.path.join(config.output_dir, RUN_DIR_FILE)
+    """The run's tokenizer: saved in the run directory by process 0 (trained on the train split,
+    or copied from tokenizer_path / init_from) so the directory alone reloads the model."""
+    path = os.path.join(config.output_dir, RUN_DIR_NAME)
     if not os.path.exists(path) and jax.process_index() == 0:
-        if config.tokenizer_path:
-            # Copied in, so the run directory alone is enough to load the model later.
-            shutil.copyfile(config.tokenizer_path, path)
+        source = config.init_from or config.tokenizer_path
+        if source:
+            Tokenizer.load(source).save(path)
         else:
             texts = iter_training_texts(
                 config.data.data_dir, datasets=(config.data.dataset,), max_texts=config.tokenizer_max_texts
@@ -119,21 +133,28 @@ def prepare_tokenizer(config: TrainConfig) -> Tokenizer:
             Tokenizer.train(texts, config.model.vocab_size, path)
     runtime.barrier("tokenizer")
     tokenizer = Tokenizer.load(path)
-    if tokenizer.vocab_size != config.model.vocab_size:
+    if tokenizer.vocab_size > config.model.vocab_size:
         raise ValueError(
-            f"Tokenizer {path} has {tokenizer.vocab_size} pieces but ModelConfig.vocab_size="
-            f"{config.model.vocab_size}; set them equal (or delete the tokenizer to retrain it)."
+            f"Tokenizer {path} emits {tokenizer.vocab_size} ids but ModelConfig.vocab_size="
+            f"{config.model.vocab_size}; raise it (or delete the tokenizer to retrain it)."
         )
     return tokenizer
 
 
 def _restore_or_init(
-    config: TrainConfig, ckpt: Checkpointer, tx: optax.GradientTransformation, mesh: Mesh, rules: Rules
+    config: TrainConfig,
+    ckpt: Checkpointer,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    rules: Rules,
+    init_params: Any = None,
 ) -> tuple[TrainState, TrainState]:
     """The latest checkpoint that restores, onto this run's mesh (any earlier mesh or process
-    count), else a fresh state. Restoring never materialises a fresh state first. An unreadable
+    count), else a fresh state (from init_params, the host encoder tree, when given). Restoring never materialises a fresh state first. An unreadable
     checkpoint is moved aside and the previous one tried."""
     steps = ckpt.all_steps()
+    if not steps and init_params is not None:
+        return train_state_from_params(init_params, config.model, config.temperature, tx, mesh, rules)
     if not steps:
         return create_train_state(config.model, config.temperature, tx, mesh, rules, config.seed)
     shardings = state_shardings(config.model, config.temperature, tx, mesh, rules)
@@ -176,6 +197,10 @@ def _restore_or_init(
 
 def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "") -> dict[str, float]:
     """Runs (or resumes) training to config.num_steps; returns the last logged metrics."""
+    if config.init_from:
+        # The pretrained model's shape replaces ModelConfig's before anything is checked.
+        init_from = pretrained.resolve(config.init_from)
+        config = dataclasses.replace(config, init_from=init_from, model=pretrained.model_config(init_from, config.model))
     validate(config, jax.device_count())
     is_writer = jax.process_index() == 0
     if is_writer:
@@ -193,7 +218,10 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
     rules = rules_from_config(config.sharding_rules)
     tx = make_optimizer(config.optimizer, config.num_steps)
     ckpt = Checkpointer(config.output_dir, save_every=config.checkpoint_every, keep=config.keep_checkpoints)
-    state, shardings = _restore_or_init(config, ckpt, tx, mesh, rules)
+    init_params = None
+    if config.init_from and not ckpt.all_steps():
+        init_params = pretrained.encoder_params(config.init_from, config.model, tokenizer)
+    state, shardings = _restore_or_init(config, ckpt, tx, mesh, rules, init_params)
     lr = lambda step: learning_rate(config.optimizer, config.num_steps, step)  # noqa: E731
     ctx = StepContext(config.model, config.temperature, tx, mesh, rules, config.seed, grad_cache_chunks=chunks)
     step_fn = make_train_step(ctx, shardings, lr)
@@ -212,6 +240,9 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
         "data_config": dataclasses.asdict(config.data),
         "operative_config": operative,
     }
+    if init_params is not None:
+        # The imported model as checkpoint 0: the "before" of every comparison.
+        ckpt.save(0, state.params, state.opt_state, {"step": 0, **static_meta}, force=True)
 
     guard = PreemptionGuard()
     pending: list[dict[str, jax.Array]] = []

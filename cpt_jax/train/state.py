@@ -15,6 +15,7 @@ import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh
 
@@ -79,6 +80,35 @@ def state_shardings(
 def abstract_train_state(model: ModelConfig, temperature: TemperatureConfig, tx: optax.GradientTransformation) -> TrainState:
     """The TrainState's shapes and dtypes (jax.ShapeDtypeStruct leaves); nothing is allocated."""
     return jax.eval_shape(lambda: _init_state(model, temperature, tx, jax.random.key(0)))
+
+
+def train_state_from_params(
+    encoder: Any,
+    model: ModelConfig,
+    temperature: TemperatureConfig,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    rules: Rules,
+) -> tuple[TrainState, TrainState]:
+    """(state, shardings) at step 0 around given encoder parameters (a host NumPy tree, the same on
+    every process, e.g. an imported pretrained model); each device receives only its shards."""
+    shardings = state_shardings(model, temperature, tx, mesh, rules)
+    abstract = abstract_train_state(model, temperature, tx).params["encoder"]
+    got = jax.tree.map(lambda x: tuple(np.shape(x)), encoder)
+    want = jax.tree.map(lambda x: tuple(x.shape), abstract)
+    if got != want:
+        raise ValueError(f"Encoder parameters do not match {model}:\n  given {got}\n  expected {want}")
+
+    def place(x: Any, sharding: Any, dtype: Any = np.float32) -> Array:
+        x = np.asarray(x, dtype)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    params = {
+        "encoder": jax.tree.map(place, encoder, shardings.params["encoder"]),
+        "log_temperature": place(temperature.init, shardings.params["log_temperature"]),
+    }
+    opt_state = jax.jit(tx.init, out_shardings=shardings.opt_state)(params)
+    return TrainState(step=place(0, shardings.step, np.int32), params=params, opt_state=opt_state), shardings
 
 
 def create_train_state(

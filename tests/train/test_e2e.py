@@ -47,7 +47,7 @@ def test_train_resume_and_evaluate(tmp_path):
     assert sorted(os.listdir(run / "checkpoints")) == ["12", "6"]
     assert "TrainConfig.num_steps = 12" in (run / "config.gin").read_text()
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(run / "tensorboard"))
-    assert (run / "tokenizer.model").exists()
+    assert (run / "tokenizer" / "tokenizer.json").exists()
 
     out = _train(tmp_path, 16)  # a longer run picks up the latest checkpoint
     assert "restored checkpoint at step 12" in out and "step 16/16" in out

@@ -27,7 +27,7 @@ def shared(tmp_path_factory):
     root = tmp_path_factory.mktemp("shared")
     builders.prepare("stdlib_code", str(root / "tfds"))
     texts = iter_training_texts(str(root / "tfds"), datasets=("stdlib_code",), max_texts=4000)
-    Tokenizer.train(texts, 1000, str(root / "tok.model"))
+    Tokenizer.train(texts, 1000, str(root / "tok"))
     return root
 
 
@@ -36,7 +36,7 @@ def _flags(shared, out, steps=STEPS, every=10, keep=5, extra=()):
         "--gin_file=configs/experiments/tiny_code.gin",
         f"--gin.TrainConfig.output_dir={out}",
         f"--gin.DATA_DIR={shared / 'tfds'}",
-        f"--gin.TrainConfig.tokenizer_path={shared / 'tok.model'}",
+        f"--gin.TrainConfig.tokenizer_path={shared / 'tok'}",
         "--gin.ModelConfig.vocab_size=1000",
         "--gin.ModelConfig.d_model=32",
         "--gin.ModelConfig.d_mlp=64",

@@ -1,0 +1,26 @@
+"""A sentence-transformers model directory as an evaluation Encoder.
+
+Used to check that an exported model (python -m cpt_jax.export) scores what the run scored,
+and to put any published sentence-transformers model beside a run on the same tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+class SentenceTransformerEncoder:
+    """encode(texts, side) through ``encode_query`` (side "query"/"x") or ``encode_document``."""
+
+    def __init__(self, path: str) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.path = path
+        self.model = SentenceTransformer(path, device="cpu")
+
+    def encode(self, texts: Sequence[str], side: str = "document", batch_size: int = 64) -> np.ndarray:
+        encode = self.model.encode_query if side in ("query", "x") else self.model.encode_document
+        out = encode(list(texts), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True)
+        return np.asarray(out, np.float32)

