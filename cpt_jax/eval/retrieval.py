@@ -2,7 +2,9 @@
 
 Embeddings are expected to be L2-normalised, so the dot product is cosine
 similarity. Search scans documents in chunks and queries in blocks so peak
-memory is O(query_block * chunk_size), never O(Q * D).
+memory is O(Q * k + query_block * chunk_size), never O(Q * D);
+:class:`TopKAccumulator` takes the chunks as they arrive, so a corpus can be
+encoded and searched chunk by chunk without ever holding all its embeddings.
 
 Ordering convention everywhere: higher score first, ties broken by lower
 document index. It makes results deterministic and identical to a stable
@@ -34,7 +36,7 @@ def top_k(scores: np.ndarray, k: int, offset: int = 0) -> tuple[np.ndarray, np.n
     """Exact top-k per row, best first, ties broken by lower column.
 
     Args:
-      scores: ``[B, n]`` finite scores.
+      scores: ``[B, n]`` finite scores, or -inf for entries that must rank last.
       k: number to keep; clamped to ``n``.
       offset: added to column positions to form the returned ids (the index of
         column 0 in the full corpus).
@@ -89,6 +91,73 @@ def _block_scores(q: np.ndarray, d: np.ndarray) -> np.ndarray:
     return s
 
 
+class TopKAccumulator:
+    """Exact running top-k of fixed queries over documents that arrive in chunks.
+
+    Document ids are positions in arrival order (the first chunk starts at 0).
+    Each :meth:`add` scores one chunk block by block and merges it into the
+    running result, so memory is O(Q * k + query_block * chunk) and no earlier
+    chunk is kept. The result equals a stable sort of the full score matrix.
+    """
+
+    def __init__(self, queries: np.ndarray, k: int, query_block: int = 1024) -> None:
+        """queries: ``[Q, d]`` embeddings; k: results kept per query; query_block: queries scored per step."""
+        queries = np.asarray(queries)
+        if queries.ndim != 2:
+            raise ValueError(f"queries must be a [Q, d] matrix, got shape {queries.shape}.")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}.")
+        if query_block < 1:
+            raise ValueError(f"query_block must be >= 1, got {query_block}.")
+        self._queries = queries.astype(np.result_type(queries.dtype, np.float32), copy=False)
+        self.k = k
+        self.query_block = query_block
+        self.num_docs = 0
+        self._scores = np.empty((queries.shape[0], 0), dtype=self._queries.dtype)
+        self._ids = np.empty((queries.shape[0], 0), dtype=np.int64)
+
+    def add(self, docs: np.ndarray, exclude: np.ndarray | None = None) -> None:
+        """Score the next chunk and merge it into the running top-k.
+
+        Args:
+          docs: ``[C, d]`` embeddings of documents ``num_docs .. num_docs + C - 1``.
+          exclude: ``[E, 2]`` int (query row, document id) pairs, any ids; those
+            inside this chunk score -inf, so they rank after every other
+            document (callers drop them from the result).
+        """
+        if docs.ndim != 2 or docs.shape[1] != self._queries.shape[1]:
+            raise ValueError(
+                f"Expected a document chunk [C, d={self._queries.shape[1]}], got {docs.shape}; "
+                "encode queries and documents with the same model."
+            )
+        start, end = self.num_docs, self.num_docs + docs.shape[0]
+        if exclude is not None and len(exclude):
+            exclude = np.asarray(exclude)
+            exclude = exclude[(exclude[:, 1] >= start) & (exclude[:, 1] < end)]
+        width = min(self.k, end)
+        scores = np.empty((self._queries.shape[0], width), dtype=self._scores.dtype)
+        ids = np.empty((self._queries.shape[0], width), dtype=np.int64)
+        for qs in range(0, self._queries.shape[0], self.query_block):
+            q = self._queries[qs : qs + self.query_block]
+            s = _block_scores(q, docs)
+            if exclude is not None and len(exclude):
+                mine = exclude[(exclude[:, 0] >= qs) & (exclude[:, 0] < qs + q.shape[0])]
+                s[mine[:, 0] - qs, mine[:, 1] - start] = -np.inf
+            ts, ti = top_k(s, self.k, offset=start)
+            scores[qs : qs + q.shape[0]], ids[qs : qs + q.shape[0]] = _sort_desc(
+                np.concatenate([self._scores[qs : qs + q.shape[0]], ts], axis=1),
+                np.concatenate([self._ids[qs : qs + q.shape[0]], ti], axis=1),
+                self.k,
+            )
+        self._scores, self._ids, self.num_docs = scores, ids, end
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores [Q, k'], ids [Q, k'])``, ``k' = min(k, num_docs)``, best first."""
+        if self.num_docs == 0:
+            raise ValueError("No documents were added; retrieval needs at least one document.")
+        return self._scores, self._ids
+
+
 def exact_search(
     queries: np.ndarray,
     docs: np.ndarray,
@@ -111,23 +180,10 @@ def exact_search(
     """
     queries = np.asarray(queries)
     dtype = _check_embeddings(queries, docs, chunk_size, query_block)
-    queries = queries.astype(dtype, copy=False)
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}.")
-    num_docs = docs.shape[0]
-    k = min(k, num_docs)
-    scores = np.empty((queries.shape[0], k), dtype=dtype)
-    indices = np.empty((queries.shape[0], k), dtype=np.int64)
-    for qs in range(0, queries.shape[0], query_block):
-        q = queries[qs : qs + query_block]
-        best_s = np.empty((q.shape[0], 0), dtype=dtype)
-        best_i = np.empty((q.shape[0], 0), dtype=np.int64)
-        for ds in range(0, num_docs, chunk_size):
-            s, i = top_k(_block_scores(q, docs[ds : ds + chunk_size]), k, offset=ds)
-            best_s, best_i = _sort_desc(np.concatenate([best_s, s], axis=1), np.concatenate([best_i, i], axis=1), k)
-        scores[qs : qs + query_block] = best_s
-        indices[qs : qs + query_block] = best_i
-    return scores, indices
+    acc = TopKAccumulator(queries.astype(dtype, copy=False), k, query_block)
+    for ds in range(0, docs.shape[0], chunk_size):
+        acc.add(docs[ds : ds + chunk_size])
+    return acc.result()
 
 
 def rank_of_gold(
@@ -178,14 +234,16 @@ def rank_of_gold(
 def qrels_to_index(
     qrels: Mapping[Hashable, Mapping[Hashable, float]],
     query_ids: Sequence[Hashable],
-    doc_ids: Sequence[Hashable],
+    doc_ids: Sequence[Hashable] | Mapping[Hashable, int],
 ) -> dict[int, dict[int, float]]:
     """Re-key id-based qrels (e.g. BEIR strings) by query row and corpus column.
 
-    Judged documents missing from ``doc_ids`` are kept under a negative index
-    so they still count in recall and ideal DCG but can never be retrieved.
+    ``doc_ids`` is the corpus in column order, or a mapping id -> column that
+    may hold only the judged documents (so a large corpus need not be listed).
+    Judged documents missing from it are kept under a negative index so they
+    still count in recall and ideal DCG but can never be retrieved.
     """
-    doc_pos = {d: i for i, d in enumerate(doc_ids)}
+    doc_pos = doc_ids if isinstance(doc_ids, Mapping) else {d: i for i, d in enumerate(doc_ids)}
     out: dict[int, dict[int, float]] = {}
     for row, qid in enumerate(query_ids):
         if qid not in qrels:

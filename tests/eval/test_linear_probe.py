@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cpt_jax.eval.linear_probe import linear_probe
+from cpt_jax.eval.linear_probe import DEFAULT_C_GRID, linear_probe
 
 GRID = (0.1, 1.0, 10.0)  # small grid keeps the test fast
 
@@ -44,6 +44,19 @@ def test_deterministic_for_fixed_seed():
     assert a == b
 
 
+def test_dev_set_chooses_c_and_macro_f1():
+    x, y = _blobs(4, 300)
+    result = linear_probe(x[:150], y[:150], x[200:], y[200:], c_grid=GRID, dev_x=x[150:200], dev_y=y[150:200])
+    assert result == {"accuracy": 1.0, "macro_f1": 1.0, "best_c": 0.1, "dev_accuracy": 1.0}
+    noise_x, noise_y = _noise(5, 200)
+    result = linear_probe(noise_x[:100], noise_y[:100], noise_x[100:], noise_y[100:], folds=3, c_grid=GRID)
+    assert 0.0 < result["macro_f1"] < 0.6
+
+
+def test_default_grid_is_senteval():
+    assert DEFAULT_C_GRID == (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
 def test_input_errors():
     x, y = _blobs(3, 40)
     with pytest.raises(ValueError, match="at least 2"):
@@ -54,3 +67,7 @@ def test_input_errors():
         linear_probe(x, y, x[:, :4], y)
     with pytest.raises(ValueError, match="lower folds"):
         linear_probe(x, y, x, y, folds=30)
+    with pytest.raises(ValueError, match="both dev_x and dev_y"):
+        linear_probe(x, y, x, y, dev_x=x)
+    with pytest.raises(ValueError, match="dev_x has d=4"):
+        linear_probe(x, y, x, y, dev_x=x[:, :4], dev_y=y)

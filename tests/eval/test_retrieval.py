@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cpt_jax.eval.retrieval import (
+    TopKAccumulator,
     evaluate_ranking,
     exact_search,
     mrr,
@@ -74,6 +75,32 @@ def test_top_k_offset_and_surplus_ties():
     s, i = top_k(scores, 2, offset=10)
     np.testing.assert_array_equal(i, [[11, 12], [10, 11]])
     np.testing.assert_array_equal(s, [[3.0, 3.0], [5.0, 4.0]])
+
+
+@pytest.mark.parametrize("chunks", [[1003], [1] * 20 + [983], [7, 500, 496]])
+def test_accumulator_with_exclusions_matches_brute_force(chunks):
+    queries, docs = _integer_embeddings(5, 13, 1003)
+    rng = np.random.default_rng(6)
+    exclude = np.stack([rng.integers(0, 13, 40), rng.integers(0, 1003, 40)], axis=1)
+    full = (queries @ docs.T).astype(np.float64)
+    full[exclude[:, 0], exclude[:, 1]] = -np.inf
+    order = np.argsort(-full, axis=1, kind="stable")[:, :1003]
+    acc = TopKAccumulator(queries, 1003, query_block=4)
+    start = 0
+    for size in chunks:
+        acc.add(docs[start : start + size], exclude)
+        start += size
+    scores, idx = acc.result()
+    np.testing.assert_array_equal(idx, order)  # excluded pairs come last, by index
+    np.testing.assert_array_equal(scores, np.take_along_axis(full, order, axis=1))
+    assert acc.num_docs == 1003
+
+
+def test_accumulator_errors():
+    with pytest.raises(ValueError, match="No documents"):
+        TopKAccumulator(np.ones((2, 3)), 5).result()
+    with pytest.raises(ValueError, match="same model"):
+        TopKAccumulator(np.ones((2, 3)), 5).add(np.ones((4, 2)))
 
 
 def test_exact_search_errors():
