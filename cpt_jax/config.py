@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import gin
 
 from cpt_jax.data.pipeline import DataConfig
+from cpt_jax.data.sources import CodeFilesSource, PairedJsonlSource, TextFilesSource, TfdsTextSource
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel.mesh import MeshConfig
 from cpt_jax.train.loop import TrainConfig
@@ -32,7 +33,18 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CONFIGURABLES = {
     cls.__name__: gin.external_configurable(cls, cls.__name__)
-    for cls in (ModelConfig, DataConfig, MeshConfig, OptimizerConfig, TemperatureConfig, TrainConfig)
+    for cls in (
+        ModelConfig,
+        DataConfig,
+        MeshConfig,
+        OptimizerConfig,
+        TemperatureConfig,
+        TrainConfig,
+        TextFilesSource,
+        CodeFilesSource,
+        TfdsTextSource,
+        PairedJsonlSource,
+    )
 }
 
 
