@@ -71,8 +71,21 @@ class Embedder:
     def dim(self) -> int:
         return self.model.d_model
 
-    def encode(self, texts: Sequence[str], side: str = "document", batch_size: int = 64, **_: Any) -> np.ndarray:
-        """texts -> float32 [len(texts), d_model]. side: "query"/"x" or "document"/"y"."""
+    def encode(
+        self,
+        texts: Sequence[str],
+        side: str | None = None,
+        batch_size: int = 64,
+        prompt_type: Any = None,
+        **_: Any,
+    ) -> np.ndarray:
+        """texts -> float32 [len(texts), d_model]. side: "query"/"x" or "document"/"y" (default).
+
+        MTEB calls encode(texts, task_name=..., prompt_type=PromptType.query | .document, ...):
+        without an explicit side, a query prompt_type selects the query side; other kwargs are ignored.
+        """
+        if side is None:
+            side = "query" if str(getattr(prompt_type, "value", prompt_type)) == "query" else "document"
         if side not in SIDES:
             raise ValueError(f"side={side!r}; use 'query' (x side) or 'document' (y side).")
         s = SIDES[side]

@@ -60,3 +60,16 @@ def test_sides_use_their_own_delimiters(embedder):
 def test_unknown_side_is_rejected(embedder):
     with pytest.raises(ValueError, match="query"):
         embedder.encode(["a"], side="passage")
+
+
+def test_mteb_style_prompt_type_selects_the_side(embedder):
+    class PromptType:  # stands in for mteb's enum: members with a .value
+        def __init__(self, value):
+            self.value = value
+
+    q = embedder.encode(TEXTS[:3], side="query")
+    d = embedder.encode(TEXTS[:3], side="document")
+    np.testing.assert_array_equal(embedder.encode(TEXTS[:3], task_name="t", prompt_type=PromptType("query")), q)
+    np.testing.assert_array_equal(embedder.encode(TEXTS[:3], prompt_type=PromptType("document")), d)
+    np.testing.assert_array_equal(embedder.encode(TEXTS[:3], prompt_type="query"), q)
+    np.testing.assert_array_equal(embedder.encode(TEXTS[:3]), d)
