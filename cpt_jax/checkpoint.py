@@ -1,32 +1,138 @@
 """Orbax checkpoints of a run: parameters, optimizer state and JSON metadata per step.
 
 Layout under `<run_dir>/checkpoints/<step>/`:
-  params/     the parameter tree (sharded arrays; restorable alone, e.g. for embedding)
-  opt_state/  the optimizer state
-  meta/       JSON: the model config, the data position (next step), the operative gin config
+  params/         the parameter tree (sharded arrays; restorable alone, e.g. for embedding)
+  opt_state/      the optimizer state
+  meta/           JSON: the model config, the data position (next step), the operative gin config
+  checksums.json  size and SHA-256 of every file of the three items, written once the save is
+                  committed; every restore first checks the files it reads against it
 Items are separate so that consumers read only what they need; no pickle is written or read.
+
+A checkpoint without checksums.json (written before checksums existed, or its run was killed
+between the commit and the manifest) still loads, with an UnverifiedCheckpointWarning: Orbax
+has committed it, and refusing it would throw away the newest state of every killed run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
 from cpt_jax.model import ModelConfig, init_params
+from cpt_jax.parallel import runtime
 
 CHECKPOINT_SUBDIR = "checkpoints"
+MANIFEST_FILE = "checksums.json"
+ITEMS = ("params", "opt_state", "meta")
+_MAX_LISTED_PROBLEMS = 10
+
+
+class CheckpointIntegrityError(RuntimeError):
+    """A checkpoint's files differ from the checksums recorded after its save."""
+
+
+class UnverifiedCheckpointWarning(UserWarning):
+    """A checkpoint has no checksum manifest, so it is loaded without an integrity check."""
 
 
 def checkpoint_dir(run_dir: str) -> str:
     return os.path.join(os.path.abspath(run_dir), CHECKPOINT_SUBDIR)
 
 
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _item_files(step_dir: str, items: Sequence[str]) -> dict[str, str]:
+    """'item/relative/path' -> absolute path for every file under the items' directories."""
+    files = {}
+    for item in items:
+        for root, _, names in os.walk(os.path.join(step_dir, item)):
+            for name in names:
+                path = os.path.join(root, name)
+                files[os.path.relpath(path, step_dir).replace(os.sep, "/")] = path
+    return files
+
+
+def write_manifest(step_dir: str) -> str:
+    """Records size and SHA-256 of every item file of a committed checkpoint; returns its path.
+    Written to a temporary name and renamed, so a reader never sees half a manifest."""
+    files = {rel: {"size": os.path.getsize(path), "sha256": _sha256(path)}
+             for rel, path in sorted(_item_files(step_dir, ITEMS).items())}
+    path = os.path.join(step_dir, MANIFEST_FILE)
+    with open(f"{path}.tmp", "w") as f:
+        json.dump({"algorithm": "sha256", "files": files}, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(f"{path}.tmp", path)
+    return path
+
+
+def verify(step_dir: str, items: Sequence[str] = ITEMS) -> None:
+    """Checks the files of `items` against the step's manifest before anything is loaded.
+
+    Raises CheckpointIntegrityError naming every missing, added, resized or modified file;
+    warns (UnverifiedCheckpointWarning) when there is no manifest. A missing step directory
+    is left to Orbax to report.
+    """
+    if not os.path.isdir(step_dir):
+        return
+    path = os.path.join(step_dir, MANIFEST_FILE)
+    if not os.path.exists(path):
+        warnings.warn(
+            f"Checkpoint {step_dir} has no {MANIFEST_FILE} (saved before checksums existed, or its run stopped "
+            "between the save and the manifest): loading it without an integrity check.",
+            UnverifiedCheckpointWarning,
+            stacklevel=3,
+        )
+        return
+    try:
+        with open(path) as f:
+            recorded = {rel: (int(e["size"]), str(e["sha256"])) for rel, e in json.load(f)["files"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointIntegrityError(
+            f"Checkpoint {step_dir}: its manifest {path} is unreadable ({type(e).__name__}: {e}), so its files "
+            "cannot be verified. Use another step, or delete the manifest to load the checkpoint unverified."
+        ) from e
+    expected = {rel: v for rel, v in recorded.items() if rel.split("/", 1)[0] in items}
+    present = _item_files(step_dir, items)
+    problems = []
+    for rel in sorted(expected.keys() | present.keys()):
+        if rel not in present:
+            problems.append(f"{rel}: missing")
+        elif rel not in expected:
+            problems.append(f"{rel}: not in the manifest (added after the save)")
+        elif (size := os.path.getsize(present[rel])) != expected[rel][0]:
+            problems.append(f"{rel}: {size} bytes, the manifest says {expected[rel][0]} (truncated or extended)")
+        elif _sha256(present[rel]) != expected[rel][1]:
+            problems.append(f"{rel}: SHA-256 differs from the manifest (bytes modified)")
+    if problems:
+        listed = problems[:_MAX_LISTED_PROBLEMS]
+        if len(problems) > len(listed):
+            listed.append(f"... and {len(problems) - len(listed)} more")
+        raise CheckpointIntegrityError(
+            f"Checkpoint {step_dir} fails its integrity check against {MANIFEST_FILE}:\n  " + "\n  ".join(listed)
+            + "\nIts files changed after the save; nothing was loaded. Use an earlier step (train() moves this "
+            "one to <step>.unreadable and restores the previous one itself; elsewhere pass an earlier --step), "
+            "or copy the checkpoint again from an intact source."
+        )
+
+
 class Checkpointer:
-    """Thin policy layer over ocp.CheckpointManager (async saves, keep-N, latest-step lookup)."""
+    """Thin policy layer over ocp.CheckpointManager (async saves, keep-N, latest-step lookup),
+    adding a checksum manifest to every committed save and verifying it on restore."""
 
     def __init__(self, run_dir: str, save_every: int = 1000, keep: int = 3, async_save: bool = True) -> None:
         self._save_every = max(save_every, 1)
@@ -36,13 +142,17 @@ class Checkpointer:
             create=True,
         )
         self._directory = checkpoint_dir(run_dir)
-        self._manager = ocp.CheckpointManager(self._directory, item_names=("params", "opt_state", "meta"), options=options)
+        self._manager = ocp.CheckpointManager(self._directory, item_names=ITEMS, options=options)
+        # Steps saved by this Checkpointer whose manifest waits for their commit.
+        self._unmanifested: list[int] = []
 
     def save(self, step: int, params: Any, opt_state: Any, meta: dict[str, Any], force: bool = False) -> bool:
-        """Start saving `step` (asynchronously) if it is a multiple of save_every, or if `force`."""
+        """Start saving `step` (asynchronously) if it is a multiple of save_every, or if `force`.
+        The previous save's manifest is written first (Orbax would wait for that save anyway)."""
         if not force and step % self._save_every:
             return False
-        return self._manager.save(
+        self._write_manifests()
+        saved = self._manager.save(
             step,
             args=ocp.args.Composite(
                 params=ocp.args.StandardSave(params),
@@ -51,6 +161,25 @@ class Checkpointer:
             ),
             force=True,  # the interval is decided above; Orbax's own policy also saves the first step
         )
+        if saved:
+            self._unmanifested.append(step)
+        return saved
+
+    def _write_manifests(self) -> None:
+        """Manifests of this Checkpointer's saves, once committed. Collective, like save/wait/close."""
+        if not self._unmanifested:
+            return
+        self._manager.wait_until_finished()
+        runtime.barrier("checkpoint committed")  # every process's shards are on disk before they are hashed
+        if jax.process_index() == 0:
+            for step in self._unmanifested:
+                step_dir = self._step_dir(step)
+                if os.path.isdir(step_dir):  # keep-N may have deleted it already
+                    write_manifest(step_dir)
+        self._unmanifested.clear()
+
+    def _step_dir(self, step: int) -> str:
+        return os.path.join(self._directory, str(step))
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -60,7 +189,9 @@ class Checkpointer:
         return list(self._manager.all_steps())
 
     def restore(self, step: int, params_target: Any, opt_state_target: Any) -> tuple[Any, Any, dict[str, Any]]:
-        """Restore onto the given abstract targets (jax.ShapeDtypeStruct with shardings)."""
+        """Restore onto the given abstract targets (jax.ShapeDtypeStruct with shardings), after
+        checking the files against the step's manifest (CheckpointIntegrityError if they differ)."""
+        verify(self._step_dir(step))
         out = self._manager.restore(
             step,
             args=ocp.args.Composite(
@@ -72,13 +203,14 @@ class Checkpointer:
         return out.params, out.opt_state, dict(out.meta)
 
     def read_meta(self, step: int) -> dict[str, Any]:
-        """The JSON metadata of one checkpoint (cheap: no arrays are read)."""
+        """The JSON metadata of one checkpoint (cheap: no arrays are read or hashed)."""
+        verify(self._step_dir(step), ("meta",))
         return dict(self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
 
     def quarantine(self, step: int) -> str:
         """Moves an unreadable checkpoint aside to `<step>.unreadable` (kept for inspection, never
         deleted) so the step can be written again; returns the new path."""
-        src = os.path.join(self._directory, str(step))
+        src = self._step_dir(step)
         dst = f"{src}.unreadable"
         if jax.process_index() == 0:
             os.replace(src, dst if not os.path.exists(dst) else f"{dst}.{os.getpid()}")
@@ -86,10 +218,12 @@ class Checkpointer:
         return dst
 
     def wait(self) -> None:
-        """Block until any in-flight async save is committed."""
+        """Block until any in-flight async save is committed and has its manifest."""
         self._manager.wait_until_finished()
+        self._write_manifests()
 
     def close(self) -> None:
+        self._write_manifests()
         self._manager.close()
 
 
@@ -99,7 +233,7 @@ def model_meta(model: ModelConfig) -> dict[str, Any]:
 
 def read_meta(run_dir: str, step: int | None = None) -> tuple[int, dict[str, Any]]:
     """(step, meta) of `step` or of the latest checkpoint in run_dir; a clear error if none."""
-    manager = ocp.CheckpointManager(checkpoint_dir(run_dir), item_names=("params", "opt_state", "meta"))
+    manager = ocp.CheckpointManager(checkpoint_dir(run_dir), item_names=ITEMS)
     try:
         step = manager.latest_step() if step is None else step
         if step is None:
@@ -107,6 +241,7 @@ def read_meta(run_dir: str, step: int | None = None) -> tuple[int, dict[str, Any
                 f"No checkpoint under {checkpoint_dir(run_dir)}; pass the output_dir of a training run "
                 "(python -m cpt_jax.train writes one at the end)."
             )
+        verify(os.path.join(checkpoint_dir(run_dir), str(step)), ("meta",))
         meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
         return step, dict(meta)
     finally:
@@ -114,8 +249,10 @@ def read_meta(run_dir: str, step: int | None = None) -> tuple[int, dict[str, Any
 
 
 def restore_params(run_dir: str, step: int, target: Any) -> Any:
-    """The parameter tree of one checkpoint, restored onto `target` (abstract arrays with shardings)."""
-    manager = ocp.CheckpointManager(checkpoint_dir(run_dir), item_names=("params", "opt_state", "meta"))
+    """The parameter tree of one checkpoint, restored onto `target` (abstract arrays with shardings),
+    after checking the parameter files against the step's manifest."""
+    verify(os.path.join(checkpoint_dir(run_dir), str(step)), ("params",))
+    manager = ocp.CheckpointManager(checkpoint_dir(run_dir), item_names=ITEMS)
     try:
         return manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target))).params
     finally:

@@ -68,3 +68,158 @@ def test_shape_mismatches_lists_every_differing_parameter():
     ]
     unscanned = ModelConfig(**{**small.__dict__, "scan_layers": False})
     assert "['blocks']['mlp']['wi']['bias']: (2, 64) -> absent" in checkpoint.shape_mismatches(small, unscanned)
+
+
+# --- integrity: checksum manifest written after the commit, verified before every restore ---
+
+
+def _saved(tmp_path, steps=(3,), async_save=False):
+    mesh = make_mesh(MeshConfig(data=-1))
+    params, opt_state = _tree(mesh)
+    ckpt = checkpoint.Checkpointer(str(tmp_path), save_every=1, keep=10, async_save=async_save)
+    for step in steps:
+        ckpt.save(step, params, opt_state, {"step": step})
+    ckpt.wait()
+    targets = tuple(checkpoint.abstract_like(t, jax.tree.map(lambda a: a.sharding, t)) for t in (params, opt_state))
+    return ckpt, params, targets
+
+
+def _step_dir(tmp_path, step=3):
+    return tmp_path / "checkpoints" / str(step)
+
+
+def _array_file(tmp_path, item="params", step=3):
+    """The largest file of an item: an OCDBT data file holding array bytes."""
+    files = [p for p in (_step_dir(tmp_path, step) / item).rglob("*") if p.is_file()]
+    return max(files, key=lambda p: p.stat().st_size)
+
+
+def test_manifest_records_every_item_file_and_no_pickle_is_written_or_read(tmp_path, monkeypatch):
+    import json
+    import pickle
+
+    ckpt, params, targets = _saved(tmp_path)
+    step_dir = _step_dir(tmp_path)
+    manifest = json.loads((step_dir / checkpoint.MANIFEST_FILE).read_text())
+    files = {str(p.relative_to(step_dir))
+             for item in checkpoint.ITEMS for p in (step_dir / item).rglob("*") if p.is_file()}
+    assert set(manifest["files"]) == files and {f.split("/")[0] for f in files} == set(checkpoint.ITEMS)
+    for rel, entry in manifest["files"].items():
+        assert entry["size"] == (step_dir / rel).stat().st_size and len(entry["sha256"]) == 64
+
+    pickle_magic = tuple(bytes([0x80, protocol]) for protocol in range(2, 6))
+    for path in (tmp_path / "checkpoints").rglob("*"):
+        assert path.suffix not in (".pkl", ".pickle"), path
+        assert not path.is_file() or not path.read_bytes().startswith(pickle_magic), f"{path} looks like a pickle"
+
+    def refuse(*_, **__):
+        raise AssertionError("a checkpoint read unpickled something")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    got, _, meta = ckpt.restore(3, *targets)
+    np.testing.assert_array_equal(got["w"], params["w"])
+    assert meta == {"step": 3}
+    ckpt.close()
+
+
+def test_async_saves_get_their_manifest_once_committed(tmp_path):
+    mesh = make_mesh(MeshConfig(data=-1))
+    params, opt_state = _tree(mesh)
+    ckpt = checkpoint.Checkpointer(str(tmp_path), save_every=1, keep=10, async_save=True)
+    ckpt.save(1, params, opt_state, {"step": 1})
+    ckpt.save(2, params, opt_state, {"step": 2})  # step 1 is committed, and gets its manifest, first
+    assert (_step_dir(tmp_path, 1) / checkpoint.MANIFEST_FILE).exists()
+    ckpt.wait()
+    assert (_step_dir(tmp_path, 2) / checkpoint.MANIFEST_FILE).exists()
+    ckpt.close()
+    assert not list((tmp_path / "checkpoints").rglob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "tamper,problem",
+    [
+        (lambda p: p.write_bytes(bytes([p.read_bytes()[0] ^ 1]) + p.read_bytes()[1:]), "SHA-256 differs"),
+        (lambda p: p.write_bytes(p.read_bytes()[:-7]), "the manifest says"),
+        (lambda p: p.unlink(), "missing"),
+        (lambda p: p.with_name("extra").write_bytes(b"x"), "not in the manifest"),
+    ],
+    ids=["flipped-bit", "truncated", "deleted", "added"],
+)
+def test_tampered_parameter_files_are_named_before_anything_is_loaded(tmp_path, tamper, problem):
+    ckpt, _, targets = _saved(tmp_path)
+    victim = _array_file(tmp_path)
+    tamper(victim)
+    with pytest.raises(checkpoint.CheckpointIntegrityError, match=problem) as info:
+        ckpt.restore(3, *targets)
+    message = str(info.value)
+    assert "params/" in message and "Use an earlier step" in message
+    if problem != "not in the manifest":
+        assert str(victim.relative_to(_step_dir(tmp_path))) in message
+    with pytest.raises(checkpoint.CheckpointIntegrityError):
+        checkpoint.restore_params(str(tmp_path), 3, targets[0])  # the Embedder's path
+    # Only the items read are checked: the intact metadata still reads.
+    assert ckpt.read_meta(3) == {"step": 3} and checkpoint.read_meta(str(tmp_path)) == (3, {"step": 3})
+    ckpt.close()
+
+
+def test_tampered_metadata_fails_read_meta(tmp_path):
+    ckpt, _, _ = _saved(tmp_path)
+    meta = _step_dir(tmp_path) / "meta" / "metadata"
+    meta.write_text(meta.read_text().replace("3", "4"))
+    with pytest.raises(checkpoint.CheckpointIntegrityError, match="meta/metadata: SHA-256"):
+        checkpoint.read_meta(str(tmp_path))
+    with pytest.raises(checkpoint.CheckpointIntegrityError):
+        ckpt.read_meta(3)
+    ckpt.close()
+
+
+def test_a_damaged_manifest_is_an_integrity_error(tmp_path):
+    ckpt, _, targets = _saved(tmp_path)
+    (_step_dir(tmp_path) / checkpoint.MANIFEST_FILE).write_text('{"files": ')
+    with pytest.raises(checkpoint.CheckpointIntegrityError, match="manifest .* is unreadable"):
+        ckpt.restore(3, *targets)
+    ckpt.close()
+
+
+def test_a_checkpoint_without_manifest_loads_with_a_warning(tmp_path):
+    ckpt, params, targets = _saved(tmp_path)
+    (_step_dir(tmp_path) / checkpoint.MANIFEST_FILE).unlink()  # an older run, or killed before it
+    with pytest.warns(checkpoint.UnverifiedCheckpointWarning, match="without an integrity check"):
+        got, _, _ = ckpt.restore(3, *targets)
+    np.testing.assert_array_equal(got["w"], params["w"])
+    ckpt.close()
+
+
+def test_training_quarantines_a_tampered_latest_checkpoint_and_restores_the_previous(tmp_path, capsys):
+    from cpt_jax.data.pipeline import DataConfig
+    from cpt_jax.model import ModelConfig
+    from cpt_jax.parallel.rules import rules_from_config
+    from cpt_jax.train import loop
+    from cpt_jax.train.optimizer import make_optimizer
+    from cpt_jax.train.state import abstract_train_state, state_shardings
+
+    model = ModelConfig(vocab_size=64, d_model=16, num_layers=1, num_heads=2, d_mlp=32, max_len=16)
+    config = loop.TrainConfig(output_dir=str(tmp_path), model=model, num_steps=10, global_batch_size=8,
+                              data=DataConfig(data_dir=str(tmp_path), max_len_x=16, max_len_y=16))
+    mesh, rules = make_mesh(config.mesh), rules_from_config(None)
+    tx = make_optimizer(config.optimizer, config.num_steps)
+    # Zeros placed with the run's shardings: a state of the right structure without compiling init.
+    zeros = jax.tree.map(lambda a, s: jax.device_put(np.zeros(a.shape, a.dtype), s),
+                         abstract_train_state(model, config.temperature, tx),
+                         state_shardings(model, config.temperature, tx, mesh, rules))
+    ckpt = checkpoint.Checkpointer(str(tmp_path), save_every=1, async_save=False)
+    for step in (1, 2):
+        ckpt.save(step, zeros.params, zeros.opt_state, {"step": step, "model_config": checkpoint.model_meta(model)})
+    ckpt.wait()
+    victim = _array_file(tmp_path, "opt_state", step=2)
+    victim.write_bytes(victim.read_bytes()[:-1] + bytes([victim.read_bytes()[-1] ^ 1]))
+
+    restored, _ = loop._restore_or_init(config, ckpt, tx, mesh, rules)
+    out = capsys.readouterr().out
+    assert "checkpoint at step 2 cannot be restored (CheckpointIntegrityError" in out
+    assert "restored checkpoint at step 1" in out
+    assert int(restored.step) == 1
+    assert (tmp_path / "checkpoints" / "2.unreadable" / checkpoint.MANIFEST_FILE).exists()  # kept, never deleted
+    assert ckpt.all_steps() == [1]
+    ckpt.close()

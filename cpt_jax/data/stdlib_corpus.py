@@ -11,6 +11,12 @@ Splits are assigned per top-level package (or per pydoc topic) by a stable
 hash, so one package never contributes to two splits and held-out retrieval
 never sees code from a package seen in training. Every pair carries its
 ``module``, and ``module_split(pair["module"])`` is always the pair's split.
+
+Bad or extreme input never crashes a build or reaches a batch: every file,
+document or pair left out (or cut) is counted under one of ``SKIP_RULES``,
+whose descriptions state the rule. The miners take ``(module name, file
+bytes)`` sources, so tests feed crafted files through the same code as the
+real stdlib walk.
 """
 
 from __future__ import annotations
@@ -19,17 +25,19 @@ import ast
 import collections
 import dataclasses
 import hashlib
+import io
 import os
 import pathlib
 import re
 import sysconfig
 import tokenize
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Literal
 
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[Split, ...] = ("train", "validation", "test")
 Pair = dict[str, str]
+SourceFile = tuple[str, bytes]  # (dotted module name, the file's bytes)
 
 # Directories that hold tests, third-party code or Python-2 era fixtures.
 _SKIP_DIRS = frozenset({"site-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__"})
@@ -42,6 +50,31 @@ _MAX_SPAN_JACCARD = 0.8
 # clash with an importable module, and it contains no dot, so each topic is its
 # own split unit.
 _PYDOC_TOPIC_PREFIX = "pydoc-topic:"
+
+# Limits far above every real input (largest stdlib file ~0.75 MB, pydoc topic ~63K chars, pair
+# side ~11K chars; models see at most 2048 tokens): they only stop pathological inputs.
+MAX_SOURCE_BYTES = 2 * 1024 * 1024
+MAX_DOCUMENT_CHARS = 200_000
+MAX_TEXT_CHARS = 32_768
+
+SKIP_RULES: dict[str, str] = {
+    "unreadable_file": "source file cannot be read (OSError): file skipped",
+    "file_too_large": f"source file over {MAX_SOURCE_BYTES} bytes: file skipped (never read further)",
+    "invalid_encoding": "source bytes invalid in the file's encoding (PEP 263 cookie, else UTF-8), or an "
+    "unknown cookie: file skipped",
+    "unparsable_source": "source does not parse (SyntaxError, null bytes, nesting too deep): file skipped",
+    "empty_text": "docstring or pair side empty or whitespace only: skipped",
+    "short_docstring": f"docstring of fewer than {_MIN_DOC_WORDS} words: function skipped",
+    "trivial_body": "function body only pass / ... / raise NotImplementedError: function skipped",
+    "inline_docstring": "docstring shares a line with code: function skipped",
+    "truncated_document": f"document over {MAX_DOCUMENT_CHARS} characters: cut at the last whitespace "
+    "before that length, then split into spans (kept, counted)",
+    "near_identical_spans": f"neighbouring spans with word-set Jaccard > {_MAX_SPAN_JACCARD}: pair dropped",
+    "unencodable_text": "text not encodable as UTF-8 (a lone surrogate, e.g. from a \\ud800 escape): pair dropped",
+    "text_too_long": f"x or y over {MAX_TEXT_CHARS} characters: pair dropped",
+    "duplicate_key": "key already used in the split (two sources with one module name): pair dropped",
+    "duplicate_pair": "(x, y) identical to an earlier pair of the same split: pair dropped",
+}
 
 
 def module_split(module: str, seed: int = 0) -> Split:
@@ -96,23 +129,105 @@ def iter_module_files() -> Iterator[tuple[str, pathlib.Path]]:
             yield _module_name(relative), root / relative
 
 
-def iter_modules(
+def iter_sources(
     split: str, seed: int = 0, skipped: collections.Counter[str] | None = None
-) -> Iterator[StdlibModule]:
-    """Yields the parsed modules of ``split``; unreadable files are counted in ``skipped``."""
+) -> Iterator[SourceFile]:
+    """Yields ``(module name, bytes)`` of the stdlib files of ``split``, in path order.
+
+    At most ``MAX_SOURCE_BYTES + 1`` bytes are read, enough for :func:`parse_source` to
+    reject an oversized file without holding it; unreadable files are counted.
+    """
     _check_split(split)
     skipped = collections.Counter() if skipped is None else skipped
     for name, path in iter_module_files():
         if module_split(name, seed) != split:
             continue
         try:
-            with tokenize.open(path) as f:  # honours PEP 263 coding cookies
-                source = f.read()
-            tree = ast.parse(source, filename=str(path))
-        except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
-            skipped["unparsable_file"] += 1
+            with open(path, "rb") as f:
+                data = f.read(MAX_SOURCE_BYTES + 1)
+        except OSError:
+            skipped["unreadable_file"] += 1
             continue
-        yield StdlibModule(name, source, tree)
+        yield name, data
+
+
+def parse_source(name: str, data: bytes, skipped: collections.Counter[str]) -> StdlibModule | None:
+    """The parsed module, or None (counted) for an oversized, undecodable or unparsable file."""
+    if len(data) > MAX_SOURCE_BYTES:
+        skipped["file_too_large"] += 1
+        return None
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)  # PEP 263 cookie or BOM
+        source = data.decode(encoding)
+    except (SyntaxError, UnicodeDecodeError):  # SyntaxError: unknown cookie, bad bytes on lines 1-2
+        skipped["invalid_encoding"] += 1
+        return None
+    source = source.replace("\r\n", "\n").replace("\r", "\n")  # as text-mode reading would
+    try:
+        tree = ast.parse(source, filename=name)
+    # ValueError: null bytes (3.11); MemoryError / RecursionError: nesting too deep for the
+    # parser (e.g. 10^5 unary minus signs), which it reports as such rather than a SyntaxError.
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        skipped["unparsable_source"] += 1
+        return None
+    return StdlibModule(name, source, tree)
+
+
+def parse_sources(sources: Iterable[SourceFile], skipped: collections.Counter[str]) -> Iterator[StdlibModule]:
+    """The modules of the sources that :func:`parse_source` accepts, in order."""
+    for name, data in sources:
+        module = parse_source(name, data, skipped)
+        if module is not None:
+            yield module
+
+
+def _source_lines(source: str) -> list[str]:
+    """Lines as ast numbers them: split at "\\n" only. str.splitlines also splits at form
+    feeds and other separators, which would misalign every line after one."""
+    return [line + "\n" for line in source.split("\n")]
+
+
+def _encodable(*texts: str) -> bool:
+    try:
+        for text in texts:
+            text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def checked_pairs(
+    pairs: Iterable[tuple[str, Pair]], skipped: collections.Counter[str] | None = None
+) -> Iterator[tuple[str, Pair]]:
+    """The pairs of one split that are safe to write, each other one counted under its rule.
+
+    Applied to every pair a builder writes: an empty side would train on delimiters alone,
+    a lone surrogate or a repeated key fails the TFDS build, and a duplicate pair is both a
+    repeated example and a false negative among its own batch's columns.
+    """
+    skipped = collections.Counter() if skipped is None else skipped
+    keys: set[str] = set()
+    contents: set[bytes] = set()
+    for key, pair in pairs:
+        x, y = pair["x"], pair["y"]
+        if not x.strip() or not y.strip():
+            rule = "empty_text"
+        elif not _encodable(key, x, y, pair["module"]):
+            rule = "unencodable_text"
+        elif max(len(x), len(y)) > MAX_TEXT_CHARS:
+            rule = "text_too_long"
+        elif key in keys:
+            rule = "duplicate_key"
+        else:
+            digest = hashlib.sha256(f"{len(x)}:{x}{y}".encode()).digest()
+            if digest in contents:
+                rule = "duplicate_pair"
+            else:
+                keys.add(key)
+                contents.add(digest)
+                yield key, pair
+                continue
+        skipped[rule] += 1
 
 
 def _walk_defs(
@@ -175,12 +290,15 @@ def code_pairs(
     than three words are skipped and counted in ``skipped``.
     """
     skipped = collections.Counter() if skipped is None else skipped
-    lines = module.source.splitlines(keepends=True)
+    lines = _source_lines(module.source)
     for qualname, node in _walk_defs(module.tree):
         if isinstance(node, ast.ClassDef):
             continue
         docstring = ast.get_docstring(node, clean=True)
         if docstring is None:
+            continue
+        if not docstring.strip():
+            skipped["empty_text"] += 1
             continue
         if len(docstring.split()) < _MIN_DOC_WORDS:
             skipped["short_docstring"] += 1
@@ -196,12 +314,22 @@ def code_pairs(
         yield key, {"x": docstring, "y": code, "module": module.name}
 
 
+def code_pairs_from_sources(
+    sources: Iterable[SourceFile], skipped: collections.Counter[str] | None = None
+) -> Iterator[tuple[str, Pair]]:
+    """The :func:`checked_pairs` among the :func:`code_pairs` of the sources that parse."""
+    skipped = collections.Counter() if skipped is None else skipped
+    mined = (item for module in parse_sources(sources, skipped) for item in code_pairs(module, skipped))
+    return checked_pairs(mined, skipped)
+
+
 def iter_code_pairs(
     split: str, seed: int = 0, skipped: collections.Counter[str] | None = None
 ) -> Iterator[tuple[str, Pair]]:
-    """Yields the :func:`code_pairs` of every stdlib module in ``split``, in path order."""
-    for module in iter_modules(split, seed, skipped):
-        yield from code_pairs(module, skipped)
+    """Yields the code pairs of every stdlib module in ``split``, in path order."""
+    _check_split(split)
+    skipped = collections.Counter() if skipped is None else skipped
+    return code_pairs_from_sources(iter_sources(split, seed, skipped), skipped)
 
 
 def split_spans(
@@ -252,14 +380,25 @@ def _near_identical(a: str, b: str) -> bool:
     return len(wa & wb) / len(wa | wb) > _MAX_SPAN_JACCARD
 
 
-def document_pairs(key_prefix: str, module: str, document: str) -> Iterator[tuple[str, Pair]]:
+def document_pairs(
+    key_prefix: str, module: str, document: str, skipped: collections.Counter[str] | None = None
+) -> Iterator[tuple[str, Pair]]:
     """Yields ``(key, {"x": span_i, "y": span_i+1, "module"})`` over :func:`split_spans`.
 
-    Pairs whose spans are near-identical (word-set Jaccard > 0.8) are dropped.
+    A document over ``MAX_DOCUMENT_CHARS`` is cut first; pairs whose spans are
+    near-identical (word-set Jaccard > 0.8) are dropped. Both are counted in ``skipped``.
     """
+    skipped = collections.Counter() if skipped is None else skipped
+    if len(document) > MAX_DOCUMENT_CHARS:
+        skipped["truncated_document"] += 1
+        head = document[:MAX_DOCUMENT_CHARS]
+        cut = max(head.rfind(" "), head.rfind("\n"))
+        document = head[:cut] if cut > 0 else head
     spans = split_spans(document)
     for i, (x, y) in enumerate(zip(spans, spans[1:])):
-        if not _near_identical(x, y):
+        if _near_identical(x, y):
+            skipped["near_identical_spans"] += 1
+        else:
             yield f"{key_prefix}:{i}", {"x": x, "y": y, "module": module}
 
 
@@ -269,25 +408,47 @@ def _pydoc_topics() -> dict[str, str]:
     return topics.topics
 
 
+def text_pairs_from_sources(
+    sources: Iterable[SourceFile],
+    documents: Iterable[tuple[str, str]] = (),
+    skipped: collections.Counter[str] | None = None,
+) -> Iterator[tuple[str, Pair]]:
+    """The :func:`checked_pairs` among the :func:`document_pairs` of the module and class
+    docstrings of the sources that parse, then of ``documents`` (``(module, text)``)."""
+    skipped = collections.Counter() if skipped is None else skipped
+
+    def mined() -> Iterator[tuple[str, Pair]]:
+        for module in parse_sources(sources, skipped):
+            module_doc = ast.get_docstring(module.tree, clean=True)
+            if module_doc:
+                yield from document_pairs(f"{module.name}:<module>", module.name, module_doc, skipped)
+            for qualname, node in _walk_defs(module.tree):
+                if isinstance(node, ast.ClassDef):
+                    class_doc = ast.get_docstring(node, clean=True)
+                    if class_doc:
+                        # The line number keeps keys unique when a class is defined in two branches.
+                        key = f"{module.name}:{qualname}:{node.lineno}"
+                        yield from document_pairs(key, module.name, class_doc, skipped)
+        for name, document in documents:
+            yield from document_pairs(name, name, document, skipped)
+
+    return checked_pairs(mined(), skipped)
+
+
 def iter_text_pairs(
     split: str, seed: int = 0, skipped: collections.Counter[str] | None = None
 ) -> Iterator[tuple[str, Pair]]:
-    """Yields neighbouring-span pairs (:func:`document_pairs`) of ``split``'s documents.
+    """Yields neighbouring-span pairs of ``split``'s documents.
 
     Documents are module and class docstrings of the split's modules, then the
     ``pydoc_data.topics`` help topics (module ``"pydoc-topic:<topic>"``, split
     by hashing that name).
     """
-    for module in iter_modules(split, seed, skipped):
-        module_doc = ast.get_docstring(module.tree, clean=True)
-        if module_doc:
-            yield from document_pairs(f"{module.name}:<module>", module.name, module_doc)
-        for qualname, node in _walk_defs(module.tree):
-            if isinstance(node, ast.ClassDef):
-                class_doc = ast.get_docstring(node, clean=True)
-                if class_doc:
-                    yield from document_pairs(f"{module.name}:{qualname}", module.name, class_doc)
-    for topic, document in sorted(_pydoc_topics().items()):
-        name = f"{_PYDOC_TOPIC_PREFIX}{topic}"
-        if module_split(name, seed) == split:
-            yield from document_pairs(name, name, document)
+    _check_split(split)
+    skipped = collections.Counter() if skipped is None else skipped
+    topics = [
+        (name, document)
+        for topic, document in sorted(_pydoc_topics().items())
+        if module_split(name := f"{_PYDOC_TOPIC_PREFIX}{topic}", seed) == split
+    ]
+    return text_pairs_from_sources(iter_sources(split, seed, skipped), topics, skipped)

@@ -2,6 +2,8 @@
 
 Multi-process: add --coordinator_address=HOST:PORT --num_processes=N --process_id=I
 (launch/local.sh does this on one machine); on SLURM, TPU VMs and JobSet it is automatic.
+--initialization_timeout_s bounds the wait for all processes to join; --heartbeat_timeout_s how
+long a dead peer goes unnoticed before the others stop.
 """
 
 from __future__ import annotations
@@ -20,12 +22,20 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--coordinator_address", default=None)
     parser.add_argument("--num_processes", type=int, default=None)
     parser.add_argument("--process_id", type=int, default=None)
+    parser.add_argument("--initialization_timeout_s", type=int, default=runtime.DEFAULT_INITIALIZATION_TIMEOUT_S)
+    parser.add_argument("--heartbeat_timeout_s", type=int, default=runtime.DEFAULT_HEARTBEAT_TIMEOUT_S)
     args, unknown = parser.parse_known_args(rest)
     if unknown:
         raise SystemExit(f"unknown arguments {unknown}; pass settings as --gin.NAME=VALUE or --gin_param.")
     # Build the configs first: a bad binding fails here, before any process joins the job.
     train_config = config.build("TrainConfig")
-    runtime.initialize(args.coordinator_address, args.num_processes, args.process_id)
+    runtime.initialize(
+        args.coordinator_address,
+        args.num_processes,
+        args.process_id,
+        initialization_timeout_s=args.initialization_timeout_s,
+        heartbeat_timeout_s=args.heartbeat_timeout_s,
+    )
     train(train_config, config.operative_config)
 
 

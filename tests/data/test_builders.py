@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import pathlib
 
 import pytest
@@ -14,7 +15,7 @@ from cpt_jax.data import builders, stdlib_corpus
 def test_prepared_array_record_splits_read_back(data_dir: str, name: str):
     builder = builders.prepare(name, data_dir)
     assert builder.info.file_format.value == "array_record"
-    assert str(builder.version) == "1.0.0"
+    assert str(builder.version) == "1.1.0"
     assert set(builder.info.splits) == set(stdlib_corpus.SPLITS)
     tops = {}
     for split in stdlib_corpus.SPLITS:
@@ -37,7 +38,7 @@ def test_prepared_counts_match_corpus(data_dir: str):
 
 
 def test_prepare_is_idempotent(data_dir: str):
-    info_file = pathlib.Path(data_dir, "stdlib_text", "1.0.0", "dataset_info.json")
+    info_file = pathlib.Path(data_dir, "stdlib_text", "1.1.0", "dataset_info.json")
     before = info_file.stat().st_mtime_ns
     builders.prepare("stdlib_text", data_dir)
     assert info_file.stat().st_mtime_ns == before
@@ -46,3 +47,48 @@ def test_prepare_is_idempotent(data_dir: str):
 def test_prepare_unknown_dataset():
     with pytest.raises(ValueError, match="Unknown dataset"):
         builders.prepare("stdlib_nope", "/nonexistent")
+
+
+@pytest.mark.parametrize(
+    "name,mine", [("stdlib_code", stdlib_corpus.iter_code_pairs), ("stdlib_text", stdlib_corpus.iter_text_pairs)]
+)
+def test_drop_counts_are_stored_per_split_with_every_rule(data_dir: str, name: str, mine):
+    totals = builders.drop_counts(name, data_dir)
+    assert list(totals) == list(stdlib_corpus.SKIP_RULES)
+    skipped: collections.Counter[str] = collections.Counter()
+    collections.deque(mine("test", skipped=skipped), maxlen=0)  # the smallest split, mined again
+    assert builders.drop_counts(name, data_dir, "test") == {**dict.fromkeys(stdlib_corpus.SKIP_RULES, 0), **skipped}
+    assert totals == {rule: sum(builders.drop_counts(name, data_dir, s)[rule] for s in stdlib_corpus.SPLITS)
+                      for rule in totals}
+
+
+def test_drop_counts_of_an_unprepared_dataset_says_what_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"builders.prepare\('stdlib_code'"):
+        builders.drop_counts("stdlib_code", str(tmp_path))
+
+
+def test_a_build_from_bad_sources_completes_and_reports_what_it_left_out(tmp_path, monkeypatch, capsys):
+    good = b'def double(x):\n    """Return twice the value of x."""\n    return 2 * x\n'
+    bad = [
+        ("ten_mb", b"#" * 10_000_000),
+        ("bad_utf8", b'def f(x):\n    """Doc with a \xff byte."""\n    return x\n'),
+        ("syntax", b"def f(:\n"),
+        ("blank", b'def f():\n    """  """\n    return 1\n'),
+        ("surrogate", b'def f():\n    """A lone \\ud800 surrogate here."""\n    return 1\n'),
+        ("copy", good),  # another module, the same pair
+    ]
+    sources = {"train": [("good", good), *bad], "validation": [("val", good.replace(b"x", b"y"))],
+               "test": [("tst", good.replace(b"x", b"z"))]}
+    monkeypatch.setattr(stdlib_corpus, "iter_sources", lambda split, seed=0, skipped=None: iter(sources[split]))
+    builders.prepare("stdlib_code", str(tmp_path))
+    log = capsys.readouterr().out
+    assert "train: kept 1; file_too_large=1, invalid_encoding=1, unparsable_source=1, empty_text=1, " \
+        "unencodable_text=1, duplicate_pair=1" in log
+    assert "validation: kept 1; nothing" in log
+    train = tfds.data_source("stdlib_code", split="train", data_dir=str(tmp_path), download=False)
+    assert [r["module"].decode() for r in train] == ["good"]
+    counts = builders.drop_counts("stdlib_code", str(tmp_path), "train")
+    assert {rule: n for rule, n in counts.items() if n} == {
+        "file_too_large": 1, "invalid_encoding": 1, "unparsable_source": 1, "empty_text": 1,
+        "unencodable_text": 1, "duplicate_pair": 1,
+    }

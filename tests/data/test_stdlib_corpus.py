@@ -129,3 +129,135 @@ def test_real_text_pairs_are_neighbouring_topic_spans():
 def test_unknown_split_raises():
     with pytest.raises(ValueError, match="Unknown split"):
         next(corpus.iter_code_pairs("dev"))
+
+
+# --- bad input: every rule skips or cuts by its stated limit, and counts ---
+
+_GOOD = b'def double(x):\n    """Return twice the value of x."""\n    return 2 * x\n'
+
+
+def test_source_file_rules_skip_and_count_bad_files():
+    sources = [
+        ("good", _GOOD),
+        ("latin", b'# -*- coding: latin-1 -*-\ndef f(x):\n    """Caf\xe9 returns x plus one."""\n    return x + 1\n'),
+        ("huge", b"x = 1\n" * (corpus.MAX_SOURCE_BYTES // 6 + 1)),  # 2 MiB and a bit
+        ("ten_mb", b"#" * 10_000_000),
+        ("bad_utf8", b'def f(x):\n    """Doc with a \xff byte."""\n    return x\n'),
+        ("bad_cookie", b"# -*- coding: no-such-codec -*-\nx = 1\n"),
+        ("syntax", b"def f(:\n    return 1\n"),
+        ("null_byte", b"x = 1\x00\n"),
+        ("nested", b"x = " + b"[" * 100_000 + b"]" * 100_000 + b"\n"),
+        ("deep", b"x = " + b"-" * 100_000 + b"1\n"),  # the parser's stack overflows (MemoryError)
+    ]
+    skipped: collections.Counter[str] = collections.Counter()
+    pairs = dict(corpus.code_pairs_from_sources(sources, skipped))
+    assert set(pairs) == {"good:double:1", "latin:f:2"}
+    assert pairs["latin:f:2"]["x"] == "Café returns x plus one."
+    assert skipped == {"file_too_large": 2, "invalid_encoding": 2, "unparsable_source": 4}
+    assert set(skipped) <= set(corpus.SKIP_RULES)
+
+
+def test_iter_sources_counts_unreadable_files_and_reads_no_more_than_the_limit(tmp_path, monkeypatch):
+    (tmp_path / "good.py").write_bytes(_GOOD)
+    (tmp_path / "huge.py").write_bytes(b"#" * (corpus.MAX_SOURCE_BYTES + 10_000))
+    (tmp_path / "folder.py").mkdir()  # open() fails: an OSError like a permission or I/O error
+    files = [(p.stem, p) for p in sorted(tmp_path.iterdir())]
+    monkeypatch.setattr(corpus, "iter_module_files", lambda: iter(files))
+    monkeypatch.setattr(corpus, "module_split", lambda name, seed=0: "train")
+    skipped: collections.Counter[str] = collections.Counter()
+    read = dict(corpus.iter_sources("train", skipped=skipped))
+    assert skipped == {"unreadable_file": 1}
+    assert read["good"] == _GOOD and len(read["huge"]) == corpus.MAX_SOURCE_BYTES + 1
+    assert [k for k, _ in corpus.code_pairs_from_sources(read.items(), skipped)] == ["good:double:1"]
+    assert skipped == {"unreadable_file": 1, "file_too_large": 1}
+
+
+def test_pair_rules_drop_empty_unencodable_oversized_and_duplicate_pairs():
+    def pair(x, y="def f(): return 1"):
+        return {"x": x, "y": y, "module": "m"}
+
+    long = "word " * (corpus.MAX_TEXT_CHARS // 5 + 1)
+    pairs = [
+        ("a", pair("Return one, always.")),
+        ("b", pair("   \n\t ")),
+        ("c", pair("Fine docstring here.", "  ")),
+        ("d", pair("A lone \ud800 surrogate.")),
+        ("e", pair(long)),
+        ("a", pair("Same key as the first pair.")),
+        ("f", pair("Return one, always.")),  # same (x, y) as "a" under another key
+        ("g", pair("Return one, always.", "def g(): return 1")),  # same x, other y: kept
+    ]
+    skipped: collections.Counter[str] = collections.Counter()
+    kept = [k for k, _ in corpus.checked_pairs(pairs, skipped)]
+    assert kept == ["a", "g"]
+    assert skipped == {
+        "empty_text": 2, "unencodable_text": 1, "text_too_long": 1, "duplicate_key": 1, "duplicate_pair": 1
+    }
+
+
+def test_bad_docstrings_in_sources_are_counted_on_the_real_path():
+    source = textwrap.dedent(
+        '''
+        def blank():
+            """   """
+            return 1
+
+        def surrogate():
+            """Has a \\ud800 lone surrogate escape."""
+            return 2
+
+        def copy_one(x):
+            """Return x unchanged, as is."""
+            return x
+
+        class A:
+            def copy_one(x):
+                """Return x unchanged, as is."""
+                return x
+        '''
+    ).encode()
+    skipped: collections.Counter[str] = collections.Counter()
+    pairs = dict(corpus.code_pairs_from_sources([("m", source)], skipped))
+    assert list(pairs) == ["m:copy_one:10"]  # the method's source differs only by its indentation: same pair
+    assert skipped == {"empty_text": 1, "unencodable_text": 1, "duplicate_pair": 1}
+
+
+def test_a_ten_megabyte_document_is_cut_and_counted():
+    paragraphs = (" ".join(f"<{i}:{j}>" for j in range(50)) for i in range(30_000))
+    document = "\n\n".join(paragraphs)
+    assert len(document) > 10_000_000
+    skipped: collections.Counter[str] = collections.Counter()
+    pairs = [p for _, p in corpus.text_pairs_from_sources([], [("pydoc-topic:huge", document)], skipped)]
+    assert skipped == {"truncated_document": 1}
+    head = document[: corpus.MAX_DOCUMENT_CHARS]
+    assert head.startswith(pairs[0]["x"])
+    assert pairs[-1]["y"] in head and head.index(pairs[-1]["y"]) + len(pairs[-1]["y"]) > len(head) - 1000
+    assert all(word.endswith(">") for word in pairs[-1]["y"].split())  # cut between words, not inside one
+
+
+def test_form_feeds_do_not_misalign_the_extracted_code():
+    source = b'x = 1\n\x0c\ndef f(x):\n    """Return x plus one, really."""\n    return x + 1\n'
+    pairs = dict(corpus.code_pairs_from_sources([("m", source)]))
+    assert pairs["m:f:3"]["y"] == "def f(x):\n    return x + 1\n"
+
+
+def test_class_docstrings_defined_twice_get_distinct_keys():
+    doc = " ".join(f"word{i}" for i in range(50))
+    other = " ".join(f"other{i}" for i in range(50))
+    source = textwrap.dedent(
+        f'''
+        import sys
+        if sys.platform == "win32":
+            class Path:
+                """{doc}
+
+                {other}"""
+        else:
+            class Path:
+                """{other}
+
+                {doc}"""
+        '''
+    ).encode()
+    keys = [k for k, _ in corpus.text_pairs_from_sources([("m", source)])]
+    assert keys == ["m:Path:4:0", "m:Path:9:0"]

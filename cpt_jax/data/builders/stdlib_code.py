@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator
 
 from cpt_jax.data import stdlib_corpus
@@ -13,5 +14,5 @@ class StdlibCode(PairBuilder):
 
     PAIR_DESCRIPTION = "Docstring -> function code pairs (cpt-code style)."
 
-    def _generate_examples(self, split: str) -> Iterator[tuple[str, stdlib_corpus.Pair]]:
-        return stdlib_corpus.iter_code_pairs(split)
+    def _pairs(self, split: str, skipped: collections.Counter[str]) -> Iterator[tuple[str, stdlib_corpus.Pair]]:
+        return stdlib_corpus.iter_code_pairs(split, skipped=skipped)

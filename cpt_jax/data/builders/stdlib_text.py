@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator
 
 from cpt_jax.data import stdlib_corpus
@@ -13,5 +14,5 @@ class StdlibText(PairBuilder):
 
     PAIR_DESCRIPTION = "Neighbouring-span pairs from docstrings and pydoc topics (cpt-text style)."
 
-    def _generate_examples(self, split: str) -> Iterator[tuple[str, stdlib_corpus.Pair]]:
-        return stdlib_corpus.iter_text_pairs(split)
+    def _pairs(self, split: str, skipped: collections.Counter[str]) -> Iterator[tuple[str, stdlib_corpus.Pair]]:
+        return stdlib_corpus.iter_text_pairs(split, skipped=skipped)
