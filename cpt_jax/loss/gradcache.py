@@ -11,6 +11,9 @@ sees the same key for a chunk in passes 1 and 3, so the recomputation is faithfu
 
 Chunks are strided over the batch shards: chunk k holds rows [k*c_local, (k+1)*c_local) of
 every shard, so each device works on its own rows in every chunk and no rows move.
+
+Hard negatives ("n_tokens", "n_mask" [N, n, seq] in the batch) are a third embedded side,
+chunked with their pairs; the loss gets their embeddings [N, n, d] (else None).
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ Array = jax.Array
 Batch = dict[str, Array]
 # (params, tokens [n, seq], mask [n, seq], dropout_rng or None) -> embeddings [n, d]
 EncodeFn = Callable[[Any, Array, Array, Array | None], Array]
-# (x_emb [N, d], y_emb [N, d], params) -> (loss [], metrics)
-LossFn = Callable[[Array, Array, Any], tuple[Array, dict[str, Array]]]
+# (x_emb [N, d], y_emb [N, d], negatives_emb [N, n, d] or None, params) -> (loss [], metrics)
+LossFn = Callable[[Array, Array, Array | None, Any], tuple[Array, dict[str, Array]]]
 
 
 def to_chunks(x: Array, num_shards: int, num_chunks: int) -> Array:
@@ -53,6 +56,18 @@ def _chunk_keys(rng: Array | None, chunk: Array) -> tuple[Array | None, Array | 
     return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
 
 
+def negatives_key(rng: Array | None) -> Array | None:
+    """The dropout key of the negatives side, given the key of a batch or chunk."""
+    return None if rng is None else jax.random.fold_in(rng, 2)
+
+
+def encode_grouped(encode: EncodeFn, params: Any, tokens: Array, mask: Array, rng: Array | None) -> Array:
+    """encode over groups: tokens, mask [rows, n, seq] -> embeddings [rows, n, d]."""
+    rows, n = tokens.shape[:2]
+    flat = encode(params, tokens.reshape(rows * n, -1), mask.reshape(rows * n, -1), rng)
+    return flat.reshape(rows, n, -1)
+
+
 def gradcache_value_and_grad(
     encode: EncodeFn,
     loss_of_embeddings: LossFn,
@@ -62,35 +77,43 @@ def gradcache_value_and_grad(
     num_chunks: int,
     dropout_rng: Array | None,
 ) -> tuple[tuple[Array, dict[str, Array]], Any]:
-    """((loss, metrics), grads) of loss_of_embeddings(encode(x), encode(y), params), chunked.
+    """((loss, metrics), grads) of loss_of_embeddings(encode(x), encode(y), encode(n) or None, params), chunked.
 
-    batch: {"x_tokens", "x_mask", "y_tokens", "y_mask"}: [N, seq] with N divisible by
-    num_shards * num_chunks. The same quantity as jax.value_and_grad of the un-chunked loss
-    when the encoder is deterministic; with dropout, chunk k uses fold_in(dropout_rng, k).
+    batch: {"x_tokens", "x_mask", "y_tokens", "y_mask"}: [N, seq], optionally "n_tokens",
+    "n_mask": [N, n, seq] (other keys are ignored), with N divisible by num_shards * num_chunks.
+    The same quantity as jax.value_and_grad of the un-chunked loss when the encoder is
+    deterministic; with dropout, chunk k uses fold_in(dropout_rng, k).
     """
-    chunks = {k: to_chunks(v, num_shards, num_chunks) for k, v in batch.items()}
+    with_negatives = "n_tokens" in batch
+    keys = ("x_tokens", "x_mask", "y_tokens", "y_mask") + (("n_tokens", "n_mask") if with_negatives else ())
+    chunks = {k: to_chunks(batch[k], num_shards, num_chunks) for k in keys}
     ids = jnp.arange(num_chunks)
 
-    def embed_chunk(p: Any, k: Array, c: Batch) -> tuple[Array, Array]:
+    def embed_chunk(p: Any, k: Array, c: Batch) -> tuple[Array, ...]:
         kx, ky = _chunk_keys(dropout_rng, k)
-        return encode(p, c["x_tokens"], c["x_mask"], kx), encode(p, c["y_tokens"], c["y_mask"], ky)
+        out = encode(p, c["x_tokens"], c["x_mask"], kx), encode(p, c["y_tokens"], c["y_mask"], ky)
+        if with_negatives:
+            kn = negatives_key(None if dropout_rng is None else jax.random.fold_in(dropout_rng, k))
+            out += (encode_grouped(encode, p, c["n_tokens"], c["n_mask"], kn),)
+        return out
 
     # Pass 1: embeddings only; lax.map keeps no activations for a backward pass.
-    ex, ey = jax.lax.map(lambda kc: embed_chunk(params, *kc), (ids, chunks))
-    ex, ey = from_chunks(ex, num_shards), from_chunks(ey, num_shards)
+    embeddings = jax.lax.map(lambda kc: embed_chunk(params, *kc), (ids, chunks))
+    embeddings = tuple(from_chunks(e, num_shards) for e in embeddings)
 
     # Pass 2: the full-batch loss and its gradient w.r.t. the embeddings and params (temperature).
-    (loss, metrics), (gx, gy, grads) = jax.value_and_grad(loss_of_embeddings, argnums=(0, 1, 2), has_aux=True)(
-        ex, ey, params
-    )
-    gx, gy = to_chunks(gx, num_shards, num_chunks), to_chunks(gy, num_shards, num_chunks)
+    def loss(embs: tuple[Array, ...], p: Any) -> tuple[Array, dict[str, Array]]:
+        return loss_of_embeddings(embs[0], embs[1], embs[2] if with_negatives else None, p)
+
+    (loss_value, metrics), (g_emb, grads) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(embeddings, params)
+    g_emb = tuple(to_chunks(g, num_shards, num_chunks) for g in g_emb)
 
     # Pass 3: recompute each chunk and pull its embedding gradient back to the parameters.
-    def backward(acc: Any, inputs: tuple[Array, Batch, Array, Array]) -> tuple[Any, None]:
-        k, c, gxk, gyk = inputs
+    def backward(acc: Any, inputs: tuple[Array, Batch, tuple[Array, ...]]) -> tuple[Any, None]:
+        k, c, g_k = inputs
         _, pullback = jax.vjp(lambda p: embed_chunk(p, k, c), params)
-        (g,) = pullback((gxk, gyk))
+        (g,) = pullback(g_k)
         return jax.tree.map(jnp.add, acc, g), None
 
-    grads, _ = jax.lax.scan(backward, grads, (ids, chunks, gx, gy))
-    return (loss, metrics), grads
+    grads, _ = jax.lax.scan(backward, grads, (ids, chunks, g_emb))
+    return (loss_value, metrics), grads

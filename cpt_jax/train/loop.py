@@ -7,6 +7,7 @@ its own module, and everything it is told comes from one TrainConfig built by gi
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Callable
@@ -15,11 +16,24 @@ from typing import Any
 import jax
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from cpt_jax.checkpoint import Checkpointer, abstract_like, model_meta, shape_mismatches
 from cpt_jax.data import builders
-from cpt_jax.data.pipeline import DataConfig, PairBatches, iter_training_texts
+from cpt_jax.data.fingerprint import fingerprint, row_hashes
+from cpt_jax.data.pipeline import (
+    STREAM_META_KEY,
+    DataConfig,
+    PairBatches,
+    StreamBatches,
+    StreamPosition,
+    check_stream_layout,
+    iter_source_texts,
+    iter_training_texts,
+    make_batches,
+    merge_counts,
+)
 from cpt_jax.data.tokenizer import RUN_DIR_NAME, Tokenizer
 from cpt_jax.interop import pretrained
 from cpt_jax.model import ModelConfig
@@ -41,6 +55,8 @@ from cpt_jax.train.step import StepContext, make_train_step
 from cpt_jax.typecheck import check_field_types
 
 OPERATIVE_CONFIG_FILE = "config.gin"
+DATA_STATS_FILE = "data_stats.json"  # drop-rule counts per source, rewritten at each log step
+FINGERPRINTS_FILE = "batch_fingerprints.jsonl"  # with DataConfig.log_fingerprints
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -116,6 +132,8 @@ def validate(config: TrainConfig, num_devices: int) -> None:
             f"TrainConfig.global_batch_size={config.global_batch_size} must be divisible by the "
             f"{jax.process_count()} processes."
         )
+    if config.data.sources:
+        check_stream_layout(config.data, config.global_batch_size, jax.process_count())
 
 
 def prepare_tokenizer(config: TrainConfig) -> Tokenizer:
@@ -127,9 +145,12 @@ def prepare_tokenizer(config: TrainConfig) -> Tokenizer:
         if source:
             Tokenizer.load(source).save(path)
         else:
-            texts = iter_training_texts(
-                config.data.data_dir, datasets=(config.data.dataset,), max_texts=config.tokenizer_max_texts
-            )
+            if config.data.sources:
+                texts = iter_source_texts([c.build() for c in config.data.sources], config.tokenizer_max_texts)
+            else:
+                texts = iter_training_texts(
+                    config.data.data_dir, datasets=(config.data.dataset,), max_texts=config.tokenizer_max_texts
+                )
             Tokenizer.train(texts, config.model.vocab_size, path)
     runtime.barrier("tokenizer")
     tokenizer = Tokenizer.load(path)
@@ -205,7 +226,8 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
     is_writer = jax.process_index() == 0
     if is_writer:
         os.makedirs(config.output_dir, exist_ok=True)
-        builders.prepare(config.data.dataset, config.data.data_dir)
+        if not config.data.sources:
+            builders.prepare(config.data.dataset, config.data.data_dir)
     runtime.barrier("data prepared")
     tokenizer = prepare_tokenizer(config)
 
@@ -226,9 +248,11 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
     ctx = StepContext(config.model, config.temperature, tx, mesh, rules, config.seed, grad_cache_chunks=chunks)
     step_fn = make_train_step(ctx, shardings, lr)
 
-    data = PairBatches(config.data, tokenizer, config.global_batch_size, jax.process_index(), jax.process_count())
+    data = make_batches(config.data, tokenizer, config.global_batch_size, jax.process_index(), jax.process_count())
     global_batch = batch_sharding(mesh, BATCH_AXES)
     start = int(jax.device_get(state.step))
+    resume = _saved_stream(ckpt, start, config.output_dir) if isinstance(data, StreamBatches) else None
+    position = DataPosition(data, resume)
     writer = MetricsWriter(config.output_dir, config.num_steps) if is_writer else None
 
     # The configs were built before this call, so gin's operative config is already complete.
@@ -249,9 +273,13 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
     last: dict[str, float] = {}
     streak = 0  # consecutive non-finite (skipped) steps so far
     t_log, untimed = time.perf_counter(), 0
-    for step, local in zip(range(start, config.num_steps), data.iterate(start)):
-        batch = {k: jax.make_array_from_process_local_data(global_batch, v) for k, v in local.items()}
+    produced = data.produce(start, resume)
+    for step, item in zip(range(start, config.num_steps), produced):
+        batch = {k: jax.make_array_from_process_local_data(global_batch, v) for k, v in item.batch.items()}
         state, metrics = step_fn(state, batch)
+        position.consume(item.position)  # the data position after this step: what a checkpoint keeps
+        if config.data.log_fingerprints:
+            _log_fingerprint(config.output_dir, step, item.batch, is_writer)
         pending.append(metrics)
         done = step + 1
         if step == start:
@@ -266,9 +294,11 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
             pending, untimed, t_log = [], 0, time.perf_counter()
             if writer:
                 writer.write(done, last)
+            if position.streaming:
+                _write_data_stats(config.output_dir, position.drop_stats(), is_writer)
             streak = nonfinite_streak([int(h["nonfinite"]) for h in history], streak)
             if streak >= config.max_consecutive_nonfinite:
-                ckpt.save(done, state.params, state.opt_state, {"step": done, **static_meta}, force=True)
+                ckpt.save(done, state.params, state.opt_state, {"step": done, **static_meta, **position.meta()}, force=True)
                 ckpt.wait()
                 raise FloatingPointError(
                     f"{streak} consecutive steps up to step {done} had a non-finite loss or gradient and were "
@@ -276,17 +306,96 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
                     "check the data, or raise TrainConfig.max_consecutive_nonfinite."
                 )
         preempted = guard.reached(done)
-        ckpt.save(done, state.params, state.opt_state, {"step": done, **static_meta},
-                  force=preempted or done == config.num_steps)
+        force = preempted or done == config.num_steps
+        if force or done % max(config.checkpoint_every, 1) == 0:  # Checkpointer's policy: gather only then
+            ckpt.save(done, state.params, state.opt_state, {"step": done, **static_meta, **position.meta()}, force=force)
         if preempted:
             print(f"preempted: saved a checkpoint at step {done}; rerun the same command to resume.", flush=True)
             break
+    produced.close()
     guard.close()
+    if position.streaming:
+        stats = position.drop_stats()
+        _write_data_stats(config.output_dir, stats, is_writer)
+        if is_writer:
+            print(f"data drop statistics (records read, per source): {json.dumps(stats, sort_keys=True)}", flush=True)
     ckpt.wait()
     ckpt.close()
     if writer:
         writer.close()
     return last
+
+
+def _saved_stream(ckpt: Checkpointer, start: int, output_dir: str) -> dict | None:
+    """The stream position saved with the checkpoint the run resumes from; None at step 0."""
+    if start == 0:
+        return None
+    saved = ckpt.read_meta(start).get(STREAM_META_KEY)
+    if saved is None:
+        raise ValueError(
+            f"Checkpoint {start} in {output_dir} has no data stream position ({STREAM_META_KEY!r} in its meta): it was "
+            "written without DataConfig.sources. Resume with the data settings it was trained with, or train "
+            "into a new TrainConfig.output_dir."
+        )
+    return saved
+
+
+def allgather_json(obj: Any) -> list[Any]:
+    """`obj` (JSON-serialisable) of every process, in process order. A collective: every process
+    must call it at the same point."""
+    if jax.process_count() == 1:
+        return [obj]
+    data = np.frombuffer(json.dumps(obj).encode(), np.uint8).astype(np.int32)
+    sizes = np.asarray(multihost_utils.process_allgather(np.array([data.size], np.int32))).reshape(-1)
+    padded = np.zeros(int(sizes.max()), np.int32)
+    padded[: data.size] = data
+    rows = np.asarray(multihost_utils.process_allgather(padded))
+    return [json.loads(bytes(row[:n].astype(np.uint8))) for row, n in zip(rows, sizes)]
+
+
+class DataPosition:
+    """The stream position after the last trained step, gathered from every process on demand
+    (a collective: all processes ask at the same steps, and at most once per step); empty for
+    the TFDS path, whose position is the step alone."""
+
+    def __init__(self, data: PairBatches | StreamBatches, resume: dict | None) -> None:
+        self.streaming = isinstance(data, StreamBatches)
+        self._data = data
+        self._base_stats = resume["drop_stats"] if resume else {}  # counts of the runs before this one
+        self._local: StreamPosition | None = None
+        self._gathered: list[StreamPosition] | None = None
+
+    def consume(self, local: StreamPosition | None) -> None:
+        self._local, self._gathered = local, None
+
+    def _all(self) -> list[StreamPosition]:
+        if self._gathered is None:
+            self._gathered = [StreamPosition(**p) for p in allgather_json(dataclasses.asdict(self._local))]
+        return self._gathered
+
+    def drop_stats(self) -> dict:
+        """Drop-rule counts per source over all processes and restarts."""
+        return merge_counts(self._base_stats, *(p.drop_stats for p in self._all())) if self.streaming else {}
+
+    def meta(self) -> dict:
+        """The checkpoint meta entry of the position ({} for the TFDS path)."""
+        if not self.streaming or self._local is None:
+            return {}
+        return {STREAM_META_KEY: self._data.checkpoint_meta(self._all(), self.drop_stats())}
+
+
+def _write_data_stats(output_dir: str, stats: dict, is_writer: bool) -> None:
+    if is_writer:
+        with open(os.path.join(output_dir, DATA_STATS_FILE), "w") as f:
+            json.dump(stats, f, indent=1, sort_keys=True)
+
+
+def _log_fingerprint(output_dir: str, step: int, local: dict[str, np.ndarray], is_writer: bool) -> None:
+    """Appends the global batch's fingerprint (from every process's row hashes) to FINGERPRINTS_FILE."""
+    hashes = [h for part in allgather_json([int(h) for h in row_hashes(local)]) for h in part]
+    if is_writer:
+        with open(os.path.join(output_dir, FINGERPRINTS_FILE), "a") as f:
+            f.write(json.dumps({"batch": step, "fingerprint": fingerprint(hashes)}) + "\n")
 
 
 def nonfinite_streak(flags: list[int], streak: int) -> int:

@@ -13,7 +13,7 @@ import optax
 from jax.sharding import Mesh
 
 from cpt_jax.loss import sharded_contrastive_loss
-from cpt_jax.loss.gradcache import gradcache_value_and_grad
+from cpt_jax.loss.gradcache import encode_grouped, gradcache_value_and_grad, negatives_key
 from cpt_jax.model import ModelConfig, embed
 from cpt_jax.parallel.mesh import BATCH_AXES
 from cpt_jax.parallel.rules import Rules, batch_sharding
@@ -21,7 +21,6 @@ from cpt_jax.train.state import TemperatureConfig, TrainState
 
 Array = jax.Array
 Batch = dict[str, Array]
-BATCH_KEYS = ("x_tokens", "x_mask", "y_tokens", "y_mask")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,12 +36,27 @@ class StepContext:
     grad_cache_chunks: int = 1  # >1: GradCache over this many chunks of the global batch
 
 
+def _encode(ctx: StepContext) -> Callable[[Any, Array, Array, Array | None], Array]:
+    return lambda p, tokens, mask, rng: embed(p["encoder"], ctx.model, tokens, mask, rng)
+
+
+def _loss_of_embeddings(
+    x: Array, y: Array, negatives: Array | None, params: Any, batch: Batch, ctx: StepContext
+) -> tuple[Array, dict[str, Array]]:
+    valid = None if negatives is None else batch["n_valid"]
+    return sharded_contrastive_loss(x, y, params["log_temperature"], ctx.mesh, BATCH_AXES, negatives, valid)
+
+
 def loss_fn(params: Any, batch: Batch, dropout_rng: Array | None, ctx: StepContext) -> tuple[Array, dict[str, Array]]:
-    """Symmetric InfoNCE of one global batch. batch values: [global_batch, seq] int32."""
+    """Symmetric InfoNCE of one global batch. batch values: [global_batch, seq] int32, and with
+    hard negatives "n_tokens", "n_mask" [global_batch, n, seq] and "n_valid" [global_batch, n]."""
     rx, ry = (None, None) if dropout_rng is None else jax.random.split(dropout_rng)
     x = embed(params["encoder"], ctx.model, batch["x_tokens"], batch["x_mask"], rx)
     y = embed(params["encoder"], ctx.model, batch["y_tokens"], batch["y_mask"], ry)
-    return sharded_contrastive_loss(x, y, params["log_temperature"], ctx.mesh, BATCH_AXES)
+    negatives = None
+    if "n_tokens" in batch:
+        negatives = encode_grouped(_encode(ctx), params, batch["n_tokens"], batch["n_mask"], negatives_key(dropout_rng))
+    return _loss_of_embeddings(x, y, negatives, params, batch, ctx)
 
 
 def _value_and_grad(params: Any, batch: Batch, dropout_rng: Array | None, ctx: StepContext) -> tuple[tuple[Array, dict[str, Array]], Any]:
@@ -52,8 +66,8 @@ def _value_and_grad(params: Any, batch: Batch, dropout_rng: Array | None, ctx: S
     for axis in BATCH_AXES:
         num_shards *= ctx.mesh.shape[axis]
     return gradcache_value_and_grad(
-        lambda p, t, m, r: embed(p["encoder"], ctx.model, t, m, r),
-        lambda x, y, p: sharded_contrastive_loss(x, y, p["log_temperature"], ctx.mesh, BATCH_AXES),
+        _encode(ctx),
+        lambda x, y, n, p: _loss_of_embeddings(x, y, n, p, batch, ctx),
         params,
         batch,
         num_shards,
@@ -86,7 +100,7 @@ def _train_step(state: TrainState, batch: Batch, ctx: StepContext, learning_rate
         "temperature": jnp.exp(params["log_temperature"]),
         "grad_norm": grad_norm,
         "learning_rate": learning_rate(state.step),
-        "tokens": jnp.sum(batch["x_mask"]) + jnp.sum(batch["y_mask"]),
+        "tokens": sum(jnp.sum(batch[k]) for k in ("x_mask", "y_mask", "n_mask") if k in batch),
         "nonfinite": 1 - finite.astype(jnp.int32),
     }
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
@@ -95,11 +109,12 @@ def _train_step(state: TrainState, batch: Batch, ctx: StepContext, learning_rate
 def make_train_step(
     ctx: StepContext, shardings: TrainState, learning_rate: Callable[[Array], Array]
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, Array]]]:
-    """The compiled step: state donated, batch split over the data axes, metrics replicated."""
+    """The compiled step: state donated, every batch array split over the data axes along its
+    first (row) dimension, metrics replicated."""
     data = batch_sharding(ctx.mesh, BATCH_AXES)
     jitted = jax.jit(
         lambda state, batch: _train_step(state, batch, ctx, learning_rate),
-        in_shardings=(shardings, {k: data for k in BATCH_KEYS}),
+        in_shardings=(shardings, data),  # one sharding for every array of the batch dict
         out_shardings=(shardings, None),
         donate_argnums=(0,),
     )

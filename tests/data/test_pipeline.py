@@ -106,3 +106,16 @@ def test_errors(config, tokenizer: Tokenizer, tmp_path):
         pipeline.PairBatches(
             pipeline.DataConfig(**{**vars(config), "split": "validation[:0]"}), tokenizer, 8
         )
+
+
+def test_without_sources_the_tfds_path_is_used_and_its_position_is_the_step(config, tokenizer: Tokenizer):
+    batches = pipeline.make_batches(config, tokenizer, 8)
+    assert isinstance(batches, pipeline.PairBatches)
+    produced = batches.produce(start_step=2)
+    first = next(produced)
+    assert first.position is None
+    for key in KEYS:
+        np.testing.assert_array_equal(first.batch[key], batches.batch(2)[key])
+    produced.close()
+    with pytest.raises(ValueError, match="resumes from the step alone"):
+        batches.produce(2, resume={})

@@ -141,3 +141,85 @@ def test_sharded_loss_and_gradients_match_float64(problem, reference, data, fsdp
         f"{rel_err(grads[1], ref_log_t):.1e}, worst leaf {worst} {errors[worst]:.1e}, zero-grad leaf {zero[ZERO_GRAD]:.1e}"
     )
     assert errors[worst] < TOL, errors
+
+
+# ---------------------------------------------------------------- hard negatives
+
+
+def _with_negatives(seed, n=16, k=3, d=6):
+    """Unit x, y [n, d], hard negatives [n, k, d] near each x, and a validity mask [n, k] with
+    some rows fully masked."""
+    x, y = unit_pairs(seed, n, d)
+    rng = np.random.default_rng(seed + 100)
+    neg = x[:, None, :] + 0.9 * rng.standard_normal((n, k, d))
+    neg = (neg / np.linalg.norm(neg, axis=-1, keepdims=True)).astype(np.float32)
+    valid = rng.random((n, k)) < 0.6
+    valid[0], valid[1] = True, False
+    return x, y, neg, valid
+
+
+def reference_loss_with_negatives(x, y, neg, valid, log_t):
+    """float64 (under x64): rows x -> [Y | all negatives], invalid negatives excluded; columns y -> x."""
+    scale = jnp.exp(log_t)
+    flat, keep = neg.reshape(-1, neg.shape[-1]), valid.reshape(-1)
+    # The mask after the scale: -inf * scale would give the temperature a NaN gradient.
+    logits_xy = jnp.concatenate([x @ y.T * scale, jnp.where(keep[None, :], x @ flat.T * scale, -jnp.inf)], axis=1)
+    logits_yx = y @ x.T * scale
+    diag = jnp.diagonal(logits_yx)
+    xy = jnp.mean(jax.nn.logsumexp(logits_xy, axis=1) - diag)
+    yx = jnp.mean(jax.nn.logsumexp(logits_yx, axis=1) - diag)
+    return (xy + yx) / 2
+
+
+@pytest.fixture(scope="module")
+def negatives_reference():
+    x, y, neg, valid = _with_negatives(3)
+    with jax.enable_x64(True):
+        args = [np.asarray(a, np.float64) for a in (x, y, neg)]
+        value, grads = jax.value_and_grad(
+            lambda x, y, n, t: reference_loss_with_negatives(x, y, n, valid, t), argnums=(0, 1, 2, 3)
+        )(*args, np.float64(LOG_T))
+        return (x, y, neg, valid), float(value), host(grads)
+
+
+def test_negatives_loss_and_gradients_match_float64(negatives_reference):
+    (x, y, neg, valid), ref_value, ref_grads = negatives_reference
+    f = jax.jit(lambda x, y, n, t: contrastive_loss(x, y, t, n, jnp.asarray(valid)))
+    (value, metrics), grads = jax.value_and_grad(lambda *a: f(*a), argnums=(0, 1, 2, 3), has_aux=True)(x, y, neg, LOG_T)
+    assert rel_err(value, ref_value) < TOL
+    for g, ref in zip(grads, ref_grads):
+        assert rel_err(g, ref) < TOL
+    assert np.all(np.asarray(grads[2])[~valid] == 0)  # masked negatives get no gradient
+    # The negatives make the loss harder and compete in the x -> y accuracy only.
+    plain, plain_metrics = contrastive_loss(x, y, LOG_T)
+    assert float(value) > float(plain)
+    assert float(metrics["accuracy_yx"]) == float(plain_metrics["accuracy_yx"])
+    logits = np.concatenate([x @ y.T, np.where(valid.reshape(1, -1), x @ neg.reshape(-1, 6).T, -np.inf)], axis=1)
+    assert float(metrics["accuracy_xy"]) == np.mean(np.argmax(logits, axis=1) == np.arange(16))
+
+
+def test_all_negatives_masked_is_the_plain_loss():
+    x, y, neg, _ = _with_negatives(4)
+    masked, _ = contrastive_loss(x, y, LOG_T, neg, np.zeros(neg.shape[:2], bool))
+    np.testing.assert_allclose(float(masked), float(contrastive_loss(x, y, LOG_T)[0]), rtol=1e-7)
+    with pytest.raises(ValueError, match="negatives_valid of shape"):
+        contrastive_loss(x, y, LOG_T, neg, None)
+
+
+@pytest.mark.parametrize("data, fsdp", [(1, 1), (2, 1), (4, 1), (8, 1), (2, 4)])
+def test_sharded_negatives_loss_and_gradients_match_float64(negatives_reference, data, fsdp):
+    (x, y, neg, valid), ref_value, ref_grads = negatives_reference
+    m = mesh(data=data, fsdp=fsdp)
+    rows = batch_sharding(m, BATCH_AXES)
+    args = [jax.device_put(a, rows) for a in (x, y, neg, valid.astype(np.int32))]
+
+    def loss(x, y, n, t, valid):
+        return sharded_contrastive_loss(x, y, t, m, BATCH_AXES, n, valid)
+
+    with jax.set_mesh(m):
+        (value, _), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True))(
+            *args[:3], LOG_T, args[3]
+        )
+    assert rel_err(value, ref_value) < TOL
+    for g, ref in zip(grads, ref_grads):
+        assert rel_err(g, ref) < TOL

@@ -10,11 +10,25 @@ import jax
 import numpy as np
 import pytest
 
+from cpt_jax.loss import contrastive_loss
+from cpt_jax.model import embed
 from cpt_jax.parallel.rules import DEFAULT_RULES
 from cpt_jax.train.optimizer import OptimizerConfig, learning_rate, make_optimizer
 from cpt_jax.train.state import TemperatureConfig, state_shardings
-from cpt_jax.train.step import StepContext, loss_fn, make_train_step
-from tests.helpers import OPT, TEMPERATURE, TINY, TOTAL_STEPS, created_state, host, mesh, random_batch, rel_err, tx
+from cpt_jax.train.step import StepContext, _value_and_grad, loss_fn, make_train_step
+from tests.helpers import (
+    OPT,
+    TEMPERATURE,
+    TINY,
+    TOTAL_STEPS,
+    created_state,
+    host,
+    mesh,
+    random_batch,
+    random_side,
+    rel_err,
+    tx,
+)
 
 STEPS = 5
 MODEL = dataclasses.replace(TINY, dropout=0.1)  # dropout masks must not depend on the layout
@@ -150,3 +164,46 @@ def test_a_nonfinite_step_is_skipped_and_counted():
     assert int(state.step) == int(before.step) + 1
     for got, want in zip(jax.tree.leaves((state.params, state.opt_state)), jax.tree.leaves((before.params, before.opt_state))):
         np.testing.assert_array_equal(got, want)
+
+
+def _batch_with_negatives(seed: int, batch: int = 16, k: int = 2, seq: int = 12) -> dict[str, np.ndarray]:
+    b = random_batch(seed, batch, seq)
+    rng = np.random.default_rng(seed + 50)
+    tokens, mask = random_side(rng, batch * k, seq)
+    b["n_tokens"], b["n_mask"] = tokens.reshape(batch, k, seq), mask.reshape(batch, k, seq)
+    b["n_valid"] = (rng.random((batch, k)) < 0.7).astype(np.int32)
+    return b
+
+
+@functools.lru_cache(maxsize=None)
+def negatives_value_and_grad(layout: tuple[int, int, int], chunks: int):
+    m = mesh(*layout)
+    ctx = StepContext(TINY, TEMPERATURE, tx(), m, DEFAULT_RULES, seed=0, grad_cache_chunks=chunks)
+    params = host(created_state(TINY, (1, 1, 1))[0].params)
+    with jax.set_mesh(m), nn.logical_axis_rules(list(DEFAULT_RULES)):
+        return host(jax.jit(lambda p, b: _value_and_grad(p, b, None, ctx))(params, _batch_with_negatives(0)))
+
+
+def test_hard_negatives_loss_is_the_contrastive_loss_of_the_embeddings():
+    (loss, metrics), _ = negatives_value_and_grad((1, 1, 1), 1)
+
+    @jax.jit
+    def direct(p, b):
+        x = embed(p["encoder"], TINY, b["x_tokens"], b["x_mask"])
+        y = embed(p["encoder"], TINY, b["y_tokens"], b["y_mask"])
+        n = embed(p["encoder"], TINY, b["n_tokens"].reshape(32, 12), b["n_mask"].reshape(32, 12)).reshape(16, 2, -1)
+        return contrastive_loss(x, y, p["log_temperature"], n, b["n_valid"]), contrastive_loss(x, y, p["log_temperature"])[0]
+
+    (want, want_metrics), without = direct(host(created_state(TINY, (1, 1, 1))[0].params), _batch_with_negatives(0))
+    np.testing.assert_allclose(loss, float(want), rtol=1e-5)
+    assert float(want) > float(without)  # the negatives count
+    assert metrics["accuracy_xy"] == float(want_metrics["accuracy_xy"])
+
+
+def test_hard_negatives_gradcache_on_8_devices_equals_the_plain_step_on_one():
+    (ref_loss, _), ref_grads = negatives_value_and_grad((1, 1, 1), 1)
+    (loss, _), grads = negatives_value_and_grad((2, 4, 1), 2)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+    scale = np.sqrt(sum(np.sum(np.square(g)) for g in jax.tree.leaves(ref_grads)))
+    for g, ref in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
+        assert np.linalg.norm(g - ref) / scale < 1e-5

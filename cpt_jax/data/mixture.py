@@ -1,0 +1,53 @@
+"""Deterministic mixture counts: how many rows each source gives a reader at each step.
+
+A reader emits R rows per step. Cumulative counts A_k(s) (rows of source k in steps < s) follow
+the normalised weights p_k by stick-breaking with exact rational arithmetic:
+
+    M_0(s) = R * s
+    A_k(s) = floor(q_k * M_k(s)),  q_k = p_k / (p_k + ... + p_{K-1})
+    M_{k+1}(s) = M_k(s) - A_k(s) = ceil((1 - q_k) * M_k(s)),   A_{K-1}(s) = M_{K-1}(s)
+
+Each M_k and A_k is a monotone function of a non-decreasing integer sequence, so the per-step
+counts c_k(s) = A_k(s+1) - A_k(s) are never negative, for any weights and any R (the plain
+"floor for all but the last, remainder to the last" rule can go negative, e.g. weights
+(0.4, 0.4, 0.2) with R = 1). Every error is below one row per level, so |A_k(s) - p_k R s| < K,
+and when every p_k R is an integer the counts are exactly p_k R at every step. No random state:
+counts at any step are recomputed in O(K), so resuming needs only the step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from fractions import Fraction
+
+
+def normalise(weights: Sequence[float]) -> tuple[Fraction, ...]:
+    """Exact normalised weights. Each float is read as its shortest decimal (0.3 -> 3/10), so
+    weights such as (0.3, 0.7) give exactly 3 and 7 rows of every 10."""
+    if not weights or any(not w > 0 or math.isinf(w) for w in weights):
+        raise ValueError(f"mixture weights {tuple(weights)} must be finite and positive (one per source).")
+    exact = [Fraction(repr(float(w))) for w in weights]
+    total = sum(exact)
+    return tuple(w / total for w in exact)
+
+
+def cumulative_counts(weights: Sequence[Fraction], rows_per_step: int, step: int) -> list[int]:
+    """A_k(step): rows of each source in steps [0, step); sums to rows_per_step * step."""
+    remaining = rows_per_step * step
+    left = Fraction(1)  # weight of sources k..K-1
+    counts = []
+    for w in weights[:-1]:
+        take = math.floor(w / left * remaining)
+        counts.append(take)
+        remaining -= take
+        left -= w
+    counts.append(remaining)
+    return counts
+
+
+def step_counts(weights: Sequence[Fraction], rows_per_step: int, step: int) -> list[int]:
+    """c_k(step): rows of each source in step `step`; non-negative, sums to rows_per_step."""
+    before = cumulative_counts(weights, rows_per_step, step)
+    after = cumulative_counts(weights, rows_per_step, step + 1)
+    return [a - b for a, b in zip(after, before)]
