@@ -1,11 +1,14 @@
-"""Data layer: stdlib pair corpora, TFDS builders, tokenizer and input pipeline.
+"""Data layer: pair sources, TFDS builders, tokenizer and input pipelines.
 
 Modules (imported individually so that e.g. the tokenizer does not pull in
 TensorFlow):
 
-* ``stdlib_corpus``: mines (docstring, code) and neighbouring-span pairs.
-* ``builders``: TFDS ``stdlib_code`` / ``stdlib_text`` (array_record) and ``prepare``.
-* ``tokenizer``: SentencePiece ``Tokenizer`` with per-side SOS/EOS delimiters.
-* ``pipeline``: ``DataConfig``, ``PairBatches`` (grain, multi-host deterministic)
-  and split readers for evaluation and tokenizer training.
+* ``stdlib_corpus``: mines (docstring, code) and neighbouring-span pairs from the stdlib.
+* ``builders``: TFDS ``stdlib_code`` / ``stdlib_text`` (array_record), ``prepare``, ``drop_counts``.
+* ``sources``: streaming pair sources (files, code trees, TFDS by name, pre-paired JSONL).
+* ``sentencepiece_model`` / ``tokenizer``: the run's ``Tokenizer`` with per-side delimiters.
+* ``stream`` / ``mixture`` / ``prefetch``: readers, weighted mixtures, background production.
+* ``pipeline``: ``DataConfig``, ``PairBatches`` (prepared TFDS) and ``StreamBatches`` (sources),
+  both multi-host deterministic and exactly resumable.
+* ``fingerprint``: order-free batch fingerprints and the run comparison CLI.
 """

@@ -8,6 +8,9 @@ the fingerprint of the global batch is that of all processes' row hashes togethe
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,3 +35,36 @@ def fingerprint(hashes: Sequence[int] | np.ndarray) -> str:
 def batch_fingerprint(batch: Batch) -> str:
     """Equal for batches holding the same rows in any order (the loss does not see the order)."""
     return fingerprint(row_hashes(batch))
+
+
+FINGERPRINTS_FILE = "batch_fingerprints.jsonl"  # written by train() with DataConfig.log_fingerprints
+
+
+def read_fingerprints(run_dir: str) -> dict[int, str]:
+    """{global batch index: fingerprint} of a run; a batch logged twice (a resumed run that
+    recomputed it) keeps its last entry."""
+    with open(os.path.join(run_dir, FINGERPRINTS_FILE)) as f:
+        return {int(r["batch"]): r["fingerprint"] for r in map(json.loads, filter(str.strip, f))}
+
+
+def compare(run_a: str, run_b: str) -> list[int]:
+    """Batch indices both runs logged whose fingerprints differ (empty: they saw the same data)."""
+    a, b = read_fingerprints(run_a), read_fingerprints(run_b)
+    return [i for i in sorted(a.keys() & b.keys()) if a[i] != b[i]]
+
+
+def main(argv: list[str]) -> int:
+    """python -m cpt_jax.data.fingerprint RUN_A RUN_B: exit 0 iff every common batch matches."""
+    if len(argv) != 2:
+        print("usage: python -m cpt_jax.data.fingerprint RUN_A RUN_B", file=sys.stderr)
+        return 2
+    a, b = read_fingerprints(argv[0]), read_fingerprints(argv[1])
+    common = sorted(a.keys() & b.keys())
+    differ = compare(*argv)
+    print(f"{len(common)} batches in both runs ({min(common, default=0)}..{max(common, default=-1)}); "
+          f"{len(common) - len(differ)} identical, {len(differ)} differ{': ' + str(differ) if differ else ''}")
+    return 1 if differ or not common else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
