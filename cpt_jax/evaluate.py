@@ -5,8 +5,8 @@ skips them) score the trained encoder, the same architecture at random initialis
 BM25 by exact search over the whole held-out corpus. ``--beir DIR[,DIR...]`` adds BEIR-format
 folders (nDCG@10, MRR@10, Recall@100; trained, random init, BM25) and ``--classification
 DIR[,DIR...]`` folders of {"text", "label"} JSONL (linear-probe accuracy and macro-F1; trained,
-random init). Prints a table and writes <RUN_DIR>/eval_<split>.json (eval_<split>_step<N>.json
-for an explicit --step).
+random init, and a TF-IDF bag of words fitted on the folder's train.jsonl). Prints a table and
+writes <RUN_DIR>/eval_<split>.json (eval_<split>_step<N>.json for an explicit --step).
 
 ``--sentence_transformer DIR`` evaluates a sentence-transformers model directory instead of a
 run (an exported run reproduces the run's numbers; a published model gives a reference row),
@@ -24,14 +24,17 @@ from collections.abc import Mapping
 from cpt_jax import checkpoint
 from cpt_jax.data import builders
 from cpt_jax.embedder import Embedder
+from cpt_jax.eval.bag_of_words import TfidfEncoder
 from cpt_jax.eval.beir import evaluate_beir, evaluate_beir_bm25
-from cpt_jax.eval.classification import evaluate_classification
+from cpt_jax.eval.classification import classification_files, evaluate_classification, read_labelled
 from cpt_jax.eval.common import Encoder
 from cpt_jax.eval.sentence_transformer import SentenceTransformerEncoder
 from cpt_jax.eval.tasks import load_pair_task, score_bm25, score_dense
+from cpt_jax.parallel import runtime
 
 Results = dict[str, dict[str, dict[str, float]]]  # {task: {system: {metric: value}}}
 TRAINED, RANDOM, BM25 = "cpt-jax (trained)", "random init", "BM25"
+BAG_OF_WORDS = "bag of words (TF-IDF)"
 SENTENCE_TRANSFORMER = "sentence-transformers"
 DEFAULT_DATA_DIR = "outputs/tfds"
 
@@ -57,7 +60,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--classification", default="", help="comma-separated folders with train/test(/dev).jsonl")
     p.add_argument("--split", default="test", help="held-out split of the pair tasks and BEIR qrels (default: test)")
     p.add_argument("--data_dir", default=None, help="TFDS data dir (default: the run's, else outputs/tfds)")
-    p.add_argument("--no_baselines", action="store_true", help="skip random init and BM25")
+    p.add_argument("--no_baselines", action="store_true", help="skip random init, BM25 and the bag of words")
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--chunk_size", type=int, default=10_000, help="BEIR documents encoded and searched per step")
     p.add_argument("--folds", type=int, default=5, help="classification CV folds for C when there is no dev.jsonl")
@@ -97,13 +100,17 @@ def evaluate_beir_systems(
 
 
 def evaluate_classification_systems(
-    systems: Mapping[str, Encoder], folders: list[str], batch_size: int, folds: int
+    systems: Mapping[str, Encoder], folders: list[str], batch_size: int, folds: int, bag_of_words: bool = False
 ) -> Results:
-    """Linear-probe metrics of every system on each folder, keyed "classification:<name> (N train, M test)"."""
+    """Linear-probe metrics of every system (and, with bag_of_words, of TF-IDF vectors fitted on
+    the folder's training texts) on each folder, keyed "classification:<name> (N train, M test)"."""
     results: Results = {}
     for folder in folders:
         scores = {}
-        for name, encoder in systems.items():
+        folder_systems = dict(systems)
+        if bag_of_words:
+            folder_systems[BAG_OF_WORDS] = TfidfEncoder(read_labelled(classification_files(folder)["train"])[0])
+        for name, encoder in folder_systems.items():
             sizes, scores[name] = _sized(
                 evaluate_classification(encoder, folder, batch_size=batch_size, folds=folds), "num_train", "num_test"
             )
@@ -148,7 +155,9 @@ def evaluate(args: argparse.Namespace) -> Results:
         evaluate_beir_systems(systems, beir, args.split, chunk_size, args.batch_size, not args.no_baselines)
     )
     results.update(
-        evaluate_classification_systems(systems, classification, args.batch_size, getattr(args, "folds", 5))
+        evaluate_classification_systems(
+            systems, classification, args.batch_size, getattr(args, "folds", 5), bag_of_words=not args.no_baselines
+        )
     )
     return results
 
@@ -175,6 +184,7 @@ def output_path(args: argparse.Namespace) -> str:
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
+    runtime.enable_compilation_cache(runtime.default_compilation_cache_dir())
     results = evaluate(args)
     print(format_table(results), flush=True)
     path = args.output or output_path(args)

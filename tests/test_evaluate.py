@@ -83,12 +83,13 @@ def test_main_beir_and_classification_with_baselines(folders, capsys):
     assert beir_task == "beir:toy_beir/test (5 queries, 30 docs)"
     assert cls_task == "classification:toy_cls (30 train, 10 test)"
     assert list(results[beir_task]) == ["cpt-jax (trained)", "random init", "BM25"]
-    assert list(results[cls_task]) == ["cpt-jax (trained)", "random init"]
+    assert list(results[cls_task]) == ["cpt-jax (trained)", "random init", "bag of words (TF-IDF)"]
     for scores in results[beir_task].values():
         assert set(scores) == {"ndcg@10", "mrr@10", "recall@100"}
         assert scores["mrr@10"] == 1.0  # each query shares both its words with its document only
     assert set(results[cls_task]["cpt-jax (trained)"]) == {"accuracy", "macro_f1", "best_c", "cv_accuracy"}
     assert results[cls_task]["cpt-jax (trained)"]["accuracy"] == 1.0
+    assert results[cls_task]["bag of words (TF-IDF)"]["accuracy"] == 1.0
     assert beir_task in out and "recall@100" in out and "macro_f1" in out and "wrote" in out
     assert FakeEmbedder.loaded[-1] == (run, None)
 

@@ -17,6 +17,10 @@ Content is encoded with special-token matching off, so a docstring that literall
 tokenizer (``save_for_transformers``) renders the delimiters as strings through a chat
 template, so there such literal text would match; that is the one documented difference.
 
+With ``shared_delimiters`` both sides use the x pair ([SOS]_x .. [EOS]_x), the paper's
+ablation of side-specific delimiters; the flag is saved with the tokenizer, so training,
+evaluation, embedding and the exported chat template all encode the same way.
+
 A run directory keeps its tokenizer in ``<run_dir>/tokenizer/`` (tokenizer.json and
 cpt_tokenizer.json), so checkpoints are self-contained.
 """
@@ -58,6 +62,7 @@ class Tokenizer:
       pad_id: id written after the last real token (masked out, so only cosmetic).
       init_rows: delimiter id -> the embedding row it starts as (None: the mean row); only
         meaningful for a pretrained model whose table has no rows for the delimiters yet.
+      shared_delimiters: both sides use [SOS]_x / [EOS]_x (the y pair stays in the vocabulary, unused).
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class Tokenizer:
         suffix_ids: Sequence[int] = (),
         pad_id: int = 0,
         init_rows: dict[int, int | None] | None = None,
+        shared_delimiters: bool = False,
     ) -> None:
         missing = [d for d in DELIMITERS if backend.token_to_id(d) is None]
         if missing:
@@ -81,6 +87,7 @@ class Tokenizer:
         self.suffix_ids = [int(i) for i in suffix_ids]
         self.pad_id = int(pad_id)
         self.init_rows = dict(init_rows or {})
+        self.shared_delimiters = bool(shared_delimiters)
 
     # ------------------------------------------------------------------ construction
 
@@ -131,7 +138,10 @@ class Tokenizer:
             meta = _read_json(os.path.join(path, _META_FILE))
             backend = tokenizers.Tokenizer.from_file(os.path.join(path, _BACKEND_FILE))
             init_rows = {int(k): v for k, v in meta["init_rows"].items()}
-            return cls(backend, meta["prefix_ids"], meta["suffix_ids"], meta["pad_id"], init_rows)
+            return cls(
+                backend, meta["prefix_ids"], meta["suffix_ids"], meta["pad_id"], init_rows,
+                shared_delimiters=meta.get("shared_delimiters", False),  # absent in tokenizers saved before the option
+            )
         if os.path.isfile(path) and path.endswith(".model"):
             with open(path, "rb") as f:
                 return cls.from_sentencepiece(f.read())
@@ -151,6 +161,7 @@ class Tokenizer:
             "suffix_ids": self.suffix_ids,
             "pad_id": self.pad_id,
             "init_rows": {str(k): v for k, v in self.init_rows.items()},
+            "shared_delimiters": self.shared_delimiters,
         }
         with open(os.path.join(out_dir, _META_FILE), "w") as f:
             json.dump(meta, f, indent=2)
@@ -162,13 +173,17 @@ class Tokenizer:
         """Rows the embedding table needs: every id this tokenizer can emit."""
         return self._backend.get_vocab_size(with_added_tokens=True)
 
-    def sos_id(self, side: Side) -> int:
+    def _delimiter_side(self, side: Side) -> Side:
         _check_side(side)
-        return self._ids[f"[SOS]_{side}"]
+        return "x" if self.shared_delimiters else side
+
+    def sos_id(self, side: Side) -> int:
+        """The start delimiter this tokenizer writes for ``side`` ([SOS]_x for both when shared)."""
+        return self._ids[f"[SOS]_{self._delimiter_side(side)}"]
 
     def eos_id(self, side: Side) -> int:
-        _check_side(side)
-        return self._ids[f"[EOS]_{side}"]
+        """The end delimiter this tokenizer writes for ``side`` ([EOS]_x for both when shared)."""
+        return self._ids[f"[EOS]_{self._delimiter_side(side)}"]
 
     def fixed_tokens(self, side: Side) -> tuple[list[int], list[int]]:
         """(ids before the content, ids after it) for one side."""

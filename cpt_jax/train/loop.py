@@ -72,8 +72,10 @@ class TrainConfig:
       still come from ModelConfig. The imported weights are saved as checkpoint 0.
       pkg://PACKAGE/SUBDIR names a directory inside an installed package.
     tokenizer_path: an existing tokenizer (a cpt-jax tokenizer directory, a SentencePiece .model
-      written by cpt-jax, or a Hugging Face model directory), or None to train one on the train
-      split; either way it is saved in <output_dir>/tokenizer/.
+      written by cpt-jax, or a Hugging Face model directory; pkg:// as for init_from), or None to
+      train one on the train split; either way it is saved in <output_dir>/tokenizer/.
+    shared_delimiters: both sides get [SOS]_x .. [EOS]_x instead of their own pair (the paper's
+      ablation); saved with the run's tokenizer, so evaluation, embedding and export follow.
     sharding_rules: logical-axis -> mesh-axis pairs; None for parallel.rules.DEFAULT_RULES.
     grad_cache_chunk_size: 0 for the plain step; else GradCache with chunks of this many pairs
       (over all devices): activation memory is that of one chunk, the gradient is unchanged.
@@ -100,6 +102,7 @@ class TrainConfig:
     tokenizer_max_texts: int = 50_000
     grad_cache_chunk_size: int = 0
     max_consecutive_nonfinite: int = 20
+    shared_delimiters: bool = False
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -141,9 +144,9 @@ def prepare_tokenizer(config: TrainConfig) -> Tokenizer:
     or copied from tokenizer_path / init_from) so the directory alone reloads the model."""
     path = os.path.join(config.output_dir, RUN_DIR_NAME)
     if not os.path.exists(path) and jax.process_index() == 0:
-        source = config.init_from or config.tokenizer_path
+        source = config.init_from or (config.tokenizer_path and pretrained.resolve(config.tokenizer_path))
         if source:
-            Tokenizer.load(source).save(path)
+            tokenizer = Tokenizer.load(source)
         else:
             if config.data.sources:
                 texts = iter_source_texts([c.build() for c in config.data.sources], config.tokenizer_max_texts)
@@ -151,9 +154,17 @@ def prepare_tokenizer(config: TrainConfig) -> Tokenizer:
                 texts = iter_training_texts(
                     config.data.data_dir, datasets=(config.data.dataset,), max_texts=config.tokenizer_max_texts
                 )
-            Tokenizer.train(texts, config.model.vocab_size, path)
+            tokenizer = Tokenizer.train(texts, config.model.vocab_size, path)
+        tokenizer.shared_delimiters = config.shared_delimiters
+        tokenizer.save(path)
     runtime.barrier("tokenizer")
     tokenizer = Tokenizer.load(path)
+    if tokenizer.shared_delimiters != config.shared_delimiters:
+        raise ValueError(
+            f"The run's tokenizer {path} has shared_delimiters={tokenizer.shared_delimiters} but "
+            f"TrainConfig.shared_delimiters={config.shared_delimiters}; set it back, or train into a new "
+            "TrainConfig.output_dir."
+        )
     if tokenizer.vocab_size > config.model.vocab_size:
         raise ValueError(
             f"Tokenizer {path} emits {tokenizer.vocab_size} ids but ModelConfig.vocab_size="
@@ -218,6 +229,7 @@ def _restore_or_init(
 
 def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "") -> dict[str, float]:
     """Runs (or resumes) training to config.num_steps; returns the last logged metrics."""
+    t_train = time.perf_counter()
     if config.init_from:
         # The pretrained model's shape replaces ModelConfig's before anything is checked.
         init_from = pretrained.resolve(config.init_from)
@@ -276,6 +288,7 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
     produced = data.produce(start, resume)
     for step, item in zip(range(start, config.num_steps), produced):
         batch = {k: jax.make_array_from_process_local_data(global_batch, v) for k, v in item.batch.items()}
+        t_step = time.perf_counter()
         state, metrics = step_fn(state, batch)
         position.consume(item.position)  # the data position after this step: what a checkpoint keeps
         if config.data.log_fingerprints:
@@ -286,6 +299,9 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
             # The first step includes compilation: it is logged, but rates are timed from its end.
             jax.block_until_ready(metrics)
             t_log, untimed = time.perf_counter(), 1
+            if is_writer:
+                print(f"first step {done}: {t_log - t_step:.1f}s to compile and run it, {t_log - t_train:.1f}s after "
+                      "train() started", flush=True)
             if writer:
                 writer.start(done)
         if done % config.log_every == 0 or done == config.num_steps:

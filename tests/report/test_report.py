@@ -1,0 +1,313 @@
+"""The results report: experiment definitions, the runner's reuse rules, summaries, plots,
+the Markdown, the probe task, and (slow) `python -m cpt_jax.report --quick` end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import gin
+import pytest
+
+from cpt_jax import config
+from cpt_jax.interop import pretrained
+from cpt_jax.model import ModelConfig
+from cpt_jax.report import analysis, markdown, plots, probe_data, runner
+from cpt_jax.report.experiments import FULL, MINILM, QUICK, Eval, Run, experiments
+from cpt_jax.train.metrics import format_duration
+
+CODE_KEY, TEXT_KEY = "stdlib_code/test (314 queries, 314 docs)", "stdlib_text/test (185 queries, 185 docs)"
+PROBE_KEY = "classification:stdlib_packages (120 train, 40 test)"
+
+
+@pytest.fixture
+def clean_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+# ---------------------------------------------------------------- experiment definitions
+
+
+@pytest.mark.parametrize("sizes", [FULL, QUICK], ids=["full", "quick"])
+def test_every_run_builds_the_train_config_it_means(sizes, clean_gin, tmp_path):
+    """Each training command goes through the real gin edge and gives the intended TrainConfig."""
+    run_names = []
+    minilm = pretrained.model_config(pretrained.resolve(MINILM), ModelConfig())
+    for exp in experiments(sizes):
+        for run in exp.runs:
+            run_names.append(run.name)
+            argv = runner.Runner(str(tmp_path), str(tmp_path / "probe")).train_argv(run)
+            gin.clear_config()
+            assert config.parse_flags(argv[3:]) == []
+            train = config.build("TrainConfig")
+            assert train.output_dir == runner.display_path(str(tmp_path / run.name))
+            assert train.num_steps == dict(run.bindings)["TrainConfig.num_steps"]
+            assert train.checkpoint_every == train.num_steps
+            if train.grad_cache_chunk_size:
+                assert train.global_batch_size % train.grad_cache_chunk_size == 0
+            if run.name == "minilm_scratch":
+                assert train.init_from is None and train.tokenizer_path == MINILM
+                assert train.model == minilm  # the architecture init_from builds, at random init
+            if run.name == "minilm_pretrained":
+                assert train.init_from == MINILM
+            assert train.shared_delimiters == (run.name == "delimiters_shared")
+    assert len(run_names) == len(set(run_names))
+    batches = [dict(r.bindings)["TrainConfig.global_batch_size"] for r in experiments(sizes)[0].runs]
+    assert batches == list(sizes.batch_sizes) * 2
+
+
+def test_full_sizes_are_the_ones_the_issue_asks_for():
+    assert FULL.batch_sizes == (64, 512, 4096)
+    assert all(b % FULL.grad_cache_chunk == 0 for b in FULL.batch_sizes if b > FULL.grad_cache_chunk)
+    assert 0 < FULL.batch_warmup < FULL.batch_steps and 0 < FULL.delimiter_warmup < FULL.delimiter_steps
+    assert QUICK.batch_steps < FULL.batch_steps and QUICK.init_steps < FULL.init_steps
+
+
+@pytest.mark.parametrize(
+    "value,flag",
+    [(3, "--gin.A.b=3"), (1e-12, "--gin.A.b=1e-12"), (None, "--gin.A.b=None"), (True, "--gin.A.b=True"),
+     ("gelu", "--gin.A.b=gelu"), ("pkg://p/m", "--gin.A.b=pkg://p/m"), ("None", "--gin.A.b='None'")],
+)
+def test_gin_flags_read_back_as_the_value(value, flag):
+    assert runner.gin_flag("A.b", value) == flag
+    _, bindings, _ = config.split_flags([flag])
+    assert bindings == [f"A.b = {value!r}"]
+
+
+# ---------------------------------------------------------------- the runner's reuse rules
+
+
+def _fake_call(calls):
+    """Stands in for runner._call: writes what the CLI would and records the command."""
+
+    def call(argv, log_path):
+        calls.append(argv[2])
+        if argv[2] == "cpt_jax.train":
+            run_dir = argv[-1].split("=", 1)[1]
+            with open(os.path.join(run_dir, "metrics.jsonl"), "a") as f:
+                f.write(json.dumps({"step": 1, "loss": 2.0, "steps_per_s": 4.0}) + "\n")
+        else:
+            with open(argv[argv.index("--output") + 1], "w") as f:
+                json.dump({CODE_KEY: {}}, f)
+        return 1.5
+
+    return call
+
+
+def test_finished_steps_are_reused_and_a_changed_command_is_refused(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(runner, "_call", _fake_call(calls))
+    run = Run("r", "a run", "tiny", ("configs/experiments/tiny_code.gin",), (("TrainConfig.num_steps", 1),),
+              (Eval("eval", ("stdlib_code",)), Eval("eval_step0", ("stdlib_code",), step=0)))
+    execute = runner.Runner(str(tmp_path), str(tmp_path / "probe"), log=lambda _: None).execute
+    first = execute(run)
+    assert calls == ["cpt_jax.train", "cpt_jax.evaluate", "cpt_jax.evaluate"]
+    assert not first["train"]["reused"] and first["train"]["wall_s"] == 1.5 and first["s_per_step"] == 0.25
+    assert first["evals"]["eval"]["results"] == {CODE_KEY: {}}
+    os.remove(tmp_path / "r" / "report_eval_step0.json")  # an evaluation lost: only it runs again
+    second = execute(run)
+    assert calls[3:] == ["cpt_jax.evaluate"] and second["train"]["reused"]
+    assert second["evals"]["eval"]["reused"] and not second["evals"]["eval_step0"]["reused"]
+    with pytest.raises(RuntimeError, match="different command"):
+        execute(dataclasses.replace(run, bindings=(("TrainConfig.num_steps", 2),)))
+
+
+def test_an_interrupted_training_resumes(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(runner, "_call", _fake_call(calls))
+    run = Run("r", "a run", "tiny", ("configs/experiments/tiny_code.gin",), (), ())
+    runner_ = runner.Runner(str(tmp_path), str(tmp_path / "probe"), log=lambda _: None)
+    os.makedirs(tmp_path / "r")
+    marker = {"train": {"command": shlex.join(runner_.train_argv(run)), "wall_s": None}, "evals": {}}
+    (tmp_path / "r" / runner.MARKER_FILE).write_text(json.dumps(marker))
+    record = runner_.execute(run)
+    assert calls == ["cpt_jax.train"] and record["train"]["resumed"]
+
+
+def test_metrics_keep_the_last_row_of_a_repeated_step(tmp_path):
+    rows = [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.0}, {"step": 2, "loss": 1.0}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert runner.read_metrics(str(tmp_path)) == [rows[0], rows[2]]
+
+
+# ---------------------------------------------------------------- summaries, Markdown, plots
+
+
+@pytest.mark.parametrize(
+    "values,word", [([1, 2, 3], "rises"), ([3, 2], "falls"), ([1, 1], "does not change"),
+                    ([1, 3, 2], "does not move in one direction")],
+)
+def test_trend(values, word):
+    assert analysis.trend(values) == word
+
+
+def test_loss_stability_counts_rises():
+    metrics = [{"step": i, "loss": v, "skipped_steps": float(i == 3)} for i, v in enumerate([5, 4, 4.5, 3, 3.5, 2], 1)]
+    stats = analysis.loss_stability(metrics)
+    assert stats == {"final_loss": 2.0, "rises": 2.0, "largest_rise": 0.5, "skipped_steps": 1.0}
+
+
+def _metrics(steps: int, loss: float) -> list[dict[str, float]]:
+    return [
+        {"step": s, "loss": loss - 0.1 * s, "accuracy_xy": 0.02 * s, "accuracy_yx": 0.01 * s,
+         "temperature": 14.0 + 0.01 * s, "steps_per_s": 2.0, "skipped_steps": 0.0}
+        for s in range(1, steps + 1)
+    ]
+
+
+def _scores(value: float, baselines: bool) -> dict[str, dict[str, float]]:
+    out = {"cpt-jax (trained)": {"mrr": value, "ndcg@10": value + 0.01}}
+    if baselines:
+        out |= {"random init": {"mrr": 0.02, "ndcg@10": 0.03}, "BM25": {"mrr": 0.57, "ndcg@10": 0.62}}
+    return out
+
+
+def _record(run: Run, index: int, runner_: runner.Runner) -> dict:
+    """A record as Runner.execute returns it, with made-up but distinct numbers."""
+    evals = {}
+    for j, evaluation in enumerate(run.evals):
+        value = 0.1 + 0.01 * index + 0.001 * j
+        results = {CODE_KEY if evaluation.tasks == ("stdlib_code",) else TEXT_KEY: _scores(value, evaluation.baselines)}
+        if evaluation.classification:
+            probe = {"cpt-jax (trained)": {"accuracy": 0.3 + 0.01 * index + 0.001 * j, "macro_f1": 0.25}}
+            if evaluation.baselines:
+                probe |= {"random init": {"accuracy": 0.26, "macro_f1": 0.2},
+                          "bag of words (TF-IDF)": {"accuracy": 0.5, "macro_f1": 0.45}}
+            results[PROBE_KEY] = probe
+        evals[evaluation.name] = {"command": " ".join(runner_.eval_argv(run, evaluation)), "wall_s": 20.0 + j,
+                                  "reused": False, "results": results}
+    steps = dict(run.bindings)["TrainConfig.num_steps"]
+    return {
+        "name": run.name, "label": run.label, "model": run.model, "run_dir": runner_.run_dir(run),
+        "bindings": dict(run.bindings), "evals": evals, "metrics": _metrics(steps, 4.0 + index), "s_per_step": 0.5,
+        "train": {"command": " ".join(runner_.train_argv(run)), "wall_s": 60.0 + index, "reused": index == 0},
+    }
+
+
+@pytest.fixture
+def results(tmp_path) -> dict:
+    """A results dict as __main__ builds it, from made-up records of the QUICK plan."""
+    runner_ = runner.Runner(str(tmp_path / "runs"), str(tmp_path / "probe"))
+    plan = experiments(QUICK)
+    index = iter(range(100))
+    by_experiment = {exp.key: [_record(run, next(index), runner_) for run in exp.runs] for exp in plan}
+    stats = {"classes": ["a", "b", "c", "d"], "counts": {s: {"a": 10} for s in probe_data.SPLITS},
+             "seen_in_training_fraction": 0.75}
+    train_examples = {r["name"]: 4891 if r["name"].startswith("code") else 20 for r in by_experiment["batch_size"]}
+    summary = analysis.summarise(by_experiment, train_examples, stats)
+    folder = tmp_path / "results"
+    folder.mkdir()
+    plot_paths = {k: os.path.relpath(v, tmp_path) for k, v in plots.draw_all(by_experiment, summary, str(folder)).items()}
+    return {
+        "report": {"command": "python -m cpt_jax.report --quick", "mode": "quick", "date": "2026-11-27 12:00 UTC",
+                   "wall_s": 754.0, "machine": {"cpus": 2, "processor": "cpu", "memory_gb": 24.0, "platform": "linux"},
+                   "load_average": {"start": [0.1, 0.2, 0.3], "end": [1.0, 1.1, 1.2]}, "versions": {"jax": "0.10.2"},
+                   "git": {"commit": "abc", "dirty": False}, "out_dir": "runs"},
+        "probe": stats,
+        "experiments": {exp.key: {"title": exp.title, "compares": exp.compares, "runs": [r.name for r in exp.runs]}
+                        for exp in plan},
+        "runs": {r["name"]: r for rs in by_experiment.values() for r in rs},
+        "summary": summary,
+        "plots": {**plot_paths, "json": "results/results.json"},
+    }
+
+
+def test_summaries_follow_the_numbers(results):
+    batch = results["summary"]["batch_size"]
+    assert [row["batch"] for row in batch["rows"]] == list(QUICK.batch_sizes)
+    assert "rises with the batch size" in batch["sentences"][0]  # made-up scores grow with the run index
+    assert any("larger than the 20 text training pairs" in s for s in batch["sentences"])
+    init = results["summary"]["initialisation"]
+    assert init["rows"]["scratch_before"]["mrr"] == 0.02 and "ends" in init["sentences"][0]
+    probe = results["summary"]["probe"]["rows"]
+    assert [r["system"] for r in probe].count("bag of words (TF-IDF)") == 1
+    assert probe[0]["system"] == "bag of words (TF-IDF)"
+
+
+def test_markdown_writes_every_number_from_the_results(results, tmp_path):
+    text = markdown.render(results)
+    runs = results["runs"]
+    for row in results["summary"]["batch_size"]["rows"]:
+        for value in (row["code"]["mrr"], row["code"]["ndcg@10"], row["text"]["ndcg@10"], row["text"]["mrr"]):
+            assert analysis.fmt(value) in text
+    pretrained_run = runs["minilm_pretrained"]["evals"]
+    assert analysis.fmt(pretrained_run["eval_step0"]["results"][CODE_KEY]["cpt-jax (trained)"]["mrr"]) in text
+    for kind in ("separate", "shared"):
+        final = analysis.loss_stability(runs[f"delimiters_{kind}"]["metrics"])["final_loss"]
+        assert f"| {kind} | {analysis.fmt(final)} |" in text
+    assert format_duration(results["report"]["wall_s"]) in text
+    for name, record in runs.items():
+        assert f"`{name}`" in text and record["evals"]["eval"]["command"] in text
+    for key, path in results["plots"].items():
+        if key != "json":
+            assert f"]({path})" in text
+            assert (tmp_path / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "1 of the 8 trainings were reused" in text
+
+
+# ---------------------------------------------------------------- the probe task
+
+
+def _pairs() -> list[tuple[str, dict[str, str]]]:
+    """Package p<i> with files m0..m5 of 10 docstrings each, and a one-file package."""
+    pairs = [(f"p{i}.m{j}:{k}", {"x": f"doc {i} {j} {k}", "module": f"p{i}.m{j}"})
+             for i in range(3) for j in range(6) for k in range(10)]
+    return pairs + [(f"solo:{k}", {"x": "solo", "module": "solo"}) for k in range(40)]
+
+
+def test_probe_splits_are_disjoint_by_file_and_capped():
+    examples = probe_data.build_examples(_pairs(), classes=2, max_train=25, max_held_out=8)
+    modules = {split: {r["module"] for r in rows} for split, rows in examples.items()}
+    assert not (modules["train"] & modules["test"] or modules["train"] & modules["dev"] or modules["dev"] & modules["test"])
+    labels = {r["label"] for rows in examples.values() for r in rows}
+    assert labels == {"p0", "p1"}  # two classes kept; "solo" has one file and cannot be split
+    for split, cap in (("train", 25), ("dev", 8), ("test", 8)):
+        assert all(sum(r["label"] == c for r in examples[split]) <= cap for c in labels)
+    assert examples == probe_data.build_examples(_pairs(), classes=2, max_train=25, max_held_out=8)
+
+
+def test_split_files_never_gives_a_held_out_side_more_than_twice_its_share():
+    files = {f"m{j}": n for j, n in enumerate([50, 5, 5, 10, 20, 10])}
+    sides = probe_data.split_files(files)
+    for side, share in probe_data.HELD_OUT.items():
+        held = sum(n for f, n in files.items() if sides.get(f) == side)
+        assert 0 < held <= 2 * share * sum(files.values())
+
+
+# ---------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_quick_report_end_to_end(tmp_path):
+    """The real CLIs on tiny sizes: RESULTS.md, the PNGs and results.json, numbers matching; a
+    second invocation reuses every run."""
+    out = tmp_path / "report"
+    env = dict(os.environ)
+    # A user's process sees the real CPU device, not the 8 fake ones tests/conftest.py asks for.
+    env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f)
+    command = [sys.executable, "-m", "cpt_jax.report", "--quick", "--out_dir", str(out)]
+    subprocess.run(command, cwd=runner.REPO_ROOT, env=env, check=True)
+    text = (out / "RESULTS.md").read_text()
+    results = json.loads((out / "results" / "results.json").read_text())
+    for key, path in results["plots"].items():
+        assert (out / path).is_file(), key
+    for name in results["experiments"]["batch_size"]["runs"]:
+        scores = results["runs"][name]["evals"]["eval"]["results"]
+        task = next(k for k in scores if k.startswith(("stdlib_code/test", "stdlib_text/test")))
+        assert analysis.fmt(scores[task]["cpt-jax (trained)"]["mrr"]) in text
+    step0 = results["runs"]["minilm_pretrained"]["evals"]["eval_step0"]["results"]
+    assert analysis.fmt(next(iter(step0.values()))["cpt-jax (trained)"]["mrr"]) in text
+    for kind in ("separate", "shared"):
+        stats = analysis.loss_stability(results["runs"][f"delimiters_{kind}"]["metrics"])
+        assert f"| {kind} | {analysis.fmt(stats['final_loss'])} |" in text
+    assert format_duration(results["report"]["wall_s"]) in text
+    again = subprocess.run(command, cwd=runner.REPO_ROOT, env=env, check=True, capture_output=True, text=True)
+    assert "training" not in again.stdout.replace("reusing the finished training", "")
+    assert "of the 8 trainings were reused" in (out / "RESULTS.md").read_text()
