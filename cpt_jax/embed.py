@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from cpt_jax.embedder import SIDES, Embedder
+from cpt_jax.parallel import runtime
 
 
 def read_texts(path: str, field: str) -> list[str]:
@@ -50,6 +51,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
+    runtime.enable_compilation_cache(runtime.default_compilation_cache_dir())
     texts = read_texts(args.input, args.field)
     embedder = Embedder.load(args.checkpoint, args.step)
     start = time.perf_counter()

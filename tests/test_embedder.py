@@ -29,9 +29,13 @@ def embedder(tmp_path_factory):
 
 
 def test_bucket_lengths():
-    assert bucket_lengths(64) == [16, 32, 64]
-    assert bucket_lengths(100) == [16, 32, 64, 100]
+    assert bucket_lengths(64) == [16, 32, 48, 64]
+    assert bucket_lengths(128) == [16, 32, 48, 64, 80, 112, 128]
+    assert bucket_lengths(100) == [16, 32, 48, 64, 80, 100]
     assert bucket_lengths(8) == [8]
+    lengths = bucket_lengths(2048)
+    assert len(lengths) < 25 and all(b > a for a, b in zip(lengths, lengths[1:]))
+    assert all(b <= max(1.25 * a + 16, a + 16) for a, b in zip(lengths, lengths[1:]))
 
 
 def test_encode_shape_dtype_and_unit_norm(embedder):

@@ -1,4 +1,5 @@
-"""The multi-process runtime: distributed initialisation and cross-process barriers.
+"""The process runtime: distributed initialisation, cross-process barriers, and the persistent
+compilation cache.
 
 Faults between processes end in bounded time rather than a hang:
 * an unreachable coordinator: `TimeoutError` naming the address after `initialization_timeout_s`;
@@ -27,6 +28,24 @@ DEFAULT_INITIALIZATION_TIMEOUT_S = 300
 # dead peer is noticed after at most this long.
 DEFAULT_HEARTBEAT_TIMEOUT_S = 60
 _PROBE_INTERVAL_S = 1.0
+
+# Compiled XLA programs persist here unless $CPT_JAX_COMPILATION_CACHE or a flag says otherwise.
+COMPILATION_CACHE_ENV = "CPT_JAX_COMPILATION_CACHE"
+
+
+def default_compilation_cache_dir() -> str:
+    return os.environ.get(COMPILATION_CACHE_ENV, os.path.join(os.path.expanduser("~"), ".cache", "cpt_jax", "xla"))
+
+
+def enable_compilation_cache(path: str, min_compile_time_s: float = 1.0) -> None:
+    """Keeps every compiled program that took over min_compile_time_s in `path` ("" turns the cache off), so
+    a resume, a restart after preemption or a second run of the same shapes loads the train step
+    instead of compiling it again. JAX keys entries by program, devices and versions, and writes
+    them atomically, so processes of one job may share a directory. Call before the first compile."""
+    if not path:
+        return
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_time_s)
 
 
 def initialize(

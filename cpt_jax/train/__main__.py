@@ -3,7 +3,8 @@
 Multi-process: add --coordinator_address=HOST:PORT --num_processes=N --process_id=I
 (launch/local.sh does this on one machine); on SLURM, TPU VMs and JobSet it is automatic.
 --initialization_timeout_s bounds the wait for all processes to join; --heartbeat_timeout_s how
-long a dead peer goes unnoticed before the others stop.
+long a dead peer goes unnoticed before the others stop. --compilation_cache_dir keeps compiled
+steps between runs (default $CPT_JAX_COMPILATION_CACHE or ~/.cache/cpt_jax/xla; "" turns it off).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--process_id", type=int, default=None)
     parser.add_argument("--initialization_timeout_s", type=int, default=runtime.DEFAULT_INITIALIZATION_TIMEOUT_S)
     parser.add_argument("--heartbeat_timeout_s", type=int, default=runtime.DEFAULT_HEARTBEAT_TIMEOUT_S)
+    parser.add_argument("--compilation_cache_dir", default=runtime.default_compilation_cache_dir())
     args, unknown = parser.parse_known_args(rest)
     if unknown:
         raise SystemExit(f"unknown arguments {unknown}; pass settings as --gin.NAME=VALUE or --gin_param.")
     # Build the configs first: a bad binding fails here, before any process joins the job.
     train_config = config.build("TrainConfig")
+    runtime.enable_compilation_cache(args.compilation_cache_dir)
     runtime.initialize(
         args.coordinator_address,
         args.num_processes,

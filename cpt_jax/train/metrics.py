@@ -2,15 +2,20 @@
 
 Only the process that owns the writer (process 0) creates one; the loop fetches metrics
 from the devices only on logging steps, so the step itself never waits on the host.
+The event file is written with TensorBoard's protos and TFRecord framing directly: going
+through tf.summary would import TensorFlow, several seconds of every launch.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import struct
 import sys
 import time
 from collections.abc import Mapping
+from typing import BinaryIO
 
 CONSOLE_KEYS = ("loss", "accuracy_xy", "accuracy_yx", "temperature", "grad_norm")
 
@@ -22,15 +27,40 @@ def format_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
+class EventFile:
+    """A TensorBoard event file of scalars: TFRecord records (length, masked CRC-32C of the length,
+    a serialised Event proto, masked CRC-32C of the data) after a file-version record."""
+
+    def __init__(self, directory: str) -> None:
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+        self._event, self._summary, self._crc = event_pb2.Event, summary_pb2.Summary, masked_crc32c
+        os.makedirs(directory, exist_ok=True)
+        name = f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}.{os.getpid()}"
+        self._file: BinaryIO = open(os.path.join(directory, name), "ab")
+        self._write(self._event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def _write(self, event) -> None:
+        data = event.SerializeToString()
+        header = struct.pack("<Q", len(data))
+        self._file.write(header + struct.pack("<I", self._crc(header)) + data + struct.pack("<I", self._crc(data)))
+
+    def scalars(self, step: int, values: Mapping[str, float]) -> None:
+        summary = self._summary(value=[self._summary.Value(tag=k, simple_value=float(v)) for k, v in values.items()])
+        self._write(self._event(wall_time=time.time(), step=step, summary=summary))
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class MetricsWriter:
     """Writes scalar metrics as TensorBoard events under `<run_dir>/tensorboard`, as full-precision
     JSON lines to `<run_dir>/metrics.jsonl` (appended across restarts), and a progress line."""
 
     def __init__(self, run_dir: str, total_steps: int, stream=sys.stdout) -> None:
-        import tensorflow as tf  # deferred: only the writing process pays the import
-
-        self._tf = tf
-        self._writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+        self._events = EventFile(os.path.join(run_dir, "tensorboard"))
         self._jsonl = open(os.path.join(run_dir, "metrics.jsonl"), "a")
         self._total = total_steps
         self._stream = stream
@@ -42,10 +72,7 @@ class MetricsWriter:
         self._t0, self._step0 = time.perf_counter(), step
 
     def write(self, step: int, scalars: Mapping[str, float]) -> None:
-        with self._writer.as_default(step=step):
-            for name, value in scalars.items():
-                self._tf.summary.scalar(name, value)
-        self._writer.flush()
+        self._events.scalars(step, scalars)
         self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
         self._jsonl.flush()
         fields = " ".join(f"{k} {scalars[k]:.4g}" for k in CONSOLE_KEYS if k in scalars)
@@ -58,5 +85,5 @@ class MetricsWriter:
         print(f"step {step}/{self._total} | {fields}{rate}", file=self._stream, flush=True)
 
     def close(self) -> None:
-        self._writer.close()
+        self._events.close()
         self._jsonl.close()

@@ -108,3 +108,37 @@ def test_incomplete_or_nonpositive_arguments_are_rejected(joined, kwargs, messag
     with pytest.raises(ValueError, match=message):
         runtime.initialize(**kwargs)
     assert joined == []
+
+
+_COMPILE_TWICE = """
+import sys, jax, jax.numpy as jnp
+from jax._src import monitoring
+from cpt_jax.parallel import runtime
+hits = []
+monitoring.register_event_listener(lambda event, **kw: hits.append(event) if "cache_hits" in event else None)
+runtime.enable_compilation_cache(sys.argv[1], min_compile_time_s=0.0)
+jax.jit(lambda x: jnp.tanh(x @ x.T).sum())(jnp.ones((8, 8))).block_until_ready()
+print(len(hits))
+"""
+
+
+def test_compilation_cache_is_reused_by_a_second_process(tmp_path):
+    import subprocess
+    import sys
+
+    def run() -> int:
+        out = subprocess.run([sys.executable, "-c", _COMPILE_TWICE, str(tmp_path)], capture_output=True, text=True,
+                             check=True)
+        return int(out.stdout.strip().splitlines()[-1])
+
+    assert run() == 0 and any(tmp_path.iterdir()), "the first process compiles and writes the cache"
+    assert run() >= 1, "the second process loads the program from the cache"
+
+
+def test_empty_compilation_cache_dir_turns_it_off(monkeypatch):
+    calls = []
+    monkeypatch.setattr(runtime.jax.config, "update", lambda *a: calls.append(a))
+    runtime.enable_compilation_cache("")
+    assert calls == []
+    monkeypatch.setenv(runtime.COMPILATION_CACHE_ENV, "/somewhere")
+    assert runtime.default_compilation_cache_dir() == "/somewhere"
