@@ -1,0 +1,81 @@
+"""Encoding throughput: cpt_jax.Embedder.encode vs sentence-transformers' encode of the exported model.
+
+    python -m cpt_jax.train --gin_file=configs/experiments/minilm_code.gin   # once: the run to load
+    python bench/encode.py --checkpoint outputs/minilm_code --docs 2000 --rounds 3
+
+Loads a training run with `Embedder.load`, exports it with `cpt_jax.export` (into a temp dir),
+loads that with `sentence_transformers.SentenceTransformer`, and encodes the same documents
+(function bodies of the held-out standard-library split, repeated to --docs, document side at the
+run's y length) with both, alternating in one process: round 0 is a warm-up (it includes
+cpt-jax's compiles, one per length bucket) and is printed but not in the median. Both use
+--batch_size and sort by length. Also checks the two agree (max |difference| of the embeddings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import header  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default="outputs/minilm_code")
+    p.add_argument("--docs", type=int, default=2000)
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--data_dir", default="outputs/tfds")
+    args = p.parse_args()
+    if not os.path.isdir(args.checkpoint):
+        sys.exit(f"--checkpoint {args.checkpoint} is not a training run; create it with "
+                 "python -m cpt_jax.train --gin_file=configs/experiments/minilm_code.gin")
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from cpt_jax import Embedder
+    from cpt_jax.eval.tasks import load_pair_task
+    from cpt_jax.export import export
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    docs = load_pair_task("stdlib_code", "test", args.data_dir).docs
+    docs = (docs * (args.docs // len(docs) + 1))[: args.docs]
+    embedder = Embedder.load(args.checkpoint)
+    tmp = tempfile.TemporaryDirectory()
+    st = SentenceTransformer(export(args.checkpoint, os.path.join(tmp.name, "export")), device="cpu")
+    tokens = sum(int(m.sum()) for m in [embedder.tokenizer.encode(docs, "y", embedder.max_len["y"])[1]])
+    systems = {
+        "cpt-jax Embedder.encode": lambda: embedder.encode(docs, side="document", batch_size=args.batch_size),
+        "sentence-transformers encode_document": lambda: st.encode_document(docs, batch_size=args.batch_size),
+    }
+    m = embedder.model
+    print(header(f"{args.checkpoint}: {m.num_layers} layers, width {m.d_model}; {len(docs)} documents, "
+                 f"{tokens / len(docs):.0f} tokens each on average (max {embedder.max_len['y']}), batch {args.batch_size}"))
+    print(f"{'round':>5} {'system':<38} {'seconds':>8} {'docs/s':>8} {'tokens/s':>9}")
+    rates: dict[str, list[float]] = {name: [] for name in systems}
+    outputs = {}
+    for r in range(args.rounds + 1):
+        for name, run in systems.items():
+            t = time.perf_counter()
+            outputs[name] = np.asarray(run())
+            seconds = time.perf_counter() - t
+            if r:
+                rates[name].append(len(docs) / seconds)
+            print(f"{r:>5} {name:<38} {seconds:8.2f} {len(docs) / seconds:8.1f} {tokens / seconds:9.0f}"
+                  + ("  (warm-up)" if not r else ""), flush=True)
+    a, b = (np.asarray(o, np.float32) for o in outputs.values())
+    ours, theirs = (statistics.median(v) for v in rates.values())
+    print(f"median docs/s: cpt-jax {ours:.1f}, sentence-transformers {theirs:.1f}; ratio {ours / theirs:.2f}; "
+          f"max |embedding difference| {np.abs(a - b).max():.1e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Input-pipeline throughput (tokenised pairs/s) next to what the train step consumes.
+
+    python bench/pipeline.py --gin_file configs/experiments/tiny_code.gin
+    python bench/pipeline.py --gin_file configs/experiments/tiny_mixture.gin
+
+Builds the experiment's real data path from its gin file (`make_batches`: PairBatches over the
+prepared TFDS split, or StreamBatches over file sources, with their thread prefetch) and its
+tokenizer (--tokenizer: an existing one, e.g. outputs/tiny_code/tokenizer; else one is trained
+into a temp dir as the run would), then
+  1. pulls --batches global batches and times them: pairs/s, and pairs per CPU-second of this
+     process (all threads), which is what the pipeline costs when it shares cores with training;
+  2. compiles the experiment's real train step and times --steps steps on those batches.
+"headroom" is pipeline pairs/s / step pairs/s: above 1 the step never waits for data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import header  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--gin_file", default="configs/experiments/tiny_code.gin")
+    p.add_argument("--tokenizer", default=None)
+    p.add_argument("--batches", type=int, default=60)
+    p.add_argument("--steps", type=int, default=10)
+    args = p.parse_args()
+
+    import jax
+
+    from cpt_jax import config
+    from cpt_jax.data import builders
+    from cpt_jax.data.pipeline import make_batches
+    from cpt_jax.interop import pretrained
+    from cpt_jax.parallel.mesh import BATCH_AXES, make_mesh
+    from cpt_jax.parallel.rules import batch_sharding, rules_from_config
+    from cpt_jax.train.loop import prepare_tokenizer
+    from cpt_jax.train.optimizer import learning_rate, make_optimizer
+    from cpt_jax.train.state import create_train_state
+    from cpt_jax.train.step import StepContext, make_train_step
+
+    tmp = tempfile.TemporaryDirectory()
+    bindings = [f"--gin_file={args.gin_file}", f"--gin.TrainConfig.output_dir='{tmp.name}'"]
+    if args.tokenizer:
+        bindings.append(f"--gin.TrainConfig.tokenizer_path='{args.tokenizer}'")
+    config.parse_flags(bindings)
+    cfg = config.build("TrainConfig")
+    if cfg.init_from:  # the pretrained model's shape, as train() takes it (weights stay random here)
+        init_from = pretrained.resolve(cfg.init_from)
+        cfg = dataclasses.replace(cfg, init_from=init_from, model=pretrained.model_config(init_from, cfg.model))
+    if not cfg.data.sources:
+        builders.prepare(cfg.data.dataset, cfg.data.data_dir)
+    tokenizer = prepare_tokenizer(cfg)
+    data = make_batches(cfg.data, tokenizer, cfg.global_batch_size)
+    print(header(f"{args.gin_file}: global batch {cfg.global_batch_size}, x/y lengths "
+                 f"{cfg.data.max_len_x}/{cfg.data.max_len_y}, {type(data).__name__}, {jax.device_count()} devices"))
+
+    produced = data.produce(0)
+    batches = [next(produced).batch]  # the first batch includes opening files and starting threads
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(args.batches):
+        batches.append(next(produced).batch)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    close = getattr(produced, "close", None)
+    if close:
+        close()
+    pipeline_rate = args.batches * cfg.global_batch_size / wall
+
+    mesh = make_mesh(cfg.mesh)
+    rules = rules_from_config(cfg.sharding_rules)
+    tx = make_optimizer(cfg.optimizer, cfg.num_steps)
+    state, shardings = create_train_state(cfg.model, cfg.temperature, tx, mesh, rules, cfg.seed)
+    chunks = cfg.global_batch_size // cfg.grad_cache_chunk_size if cfg.grad_cache_chunk_size else 1
+    ctx = StepContext(cfg.model, cfg.temperature, tx, mesh, rules, cfg.seed, grad_cache_chunks=chunks)
+    step = make_train_step(ctx, shardings, lambda s: learning_rate(cfg.optimizer, cfg.num_steps, s))
+    sharding = batch_sharding(mesh, BATCH_AXES)
+    device_batches = [{k: jax.make_array_from_process_local_data(sharding, v) for k, v in b.items()} for b in batches]
+    state, metrics = step(state, device_batches[0])  # compile
+    jax.block_until_ready(metrics)
+    t = time.perf_counter()
+    for i in range(args.steps):
+        state, metrics = step(state, device_batches[1 + i % args.batches])
+    jax.block_until_ready(metrics)
+    step_rate = args.steps * cfg.global_batch_size / (time.perf_counter() - t)
+
+    print(f"{'what':<34} {'pairs/s':>9} {'pairs/cpu-s':>12}")
+    print(f"{'input pipeline (' + str(args.batches) + ' batches)':<34} {pipeline_rate:9.0f} "
+          f"{args.batches * cfg.global_batch_size / cpu:12.0f}")
+    print(f"{'train step (' + str(args.steps) + ' steps)':<34} {step_rate:9.1f}")
+    print(f"headroom: the pipeline produces {pipeline_rate / step_rate:.1f}x what the step consumes; feeding the "
+          f"step takes {step_rate / (args.batches * cfg.global_batch_size / cpu):.1%} of one core")
+
+
+if __name__ == "__main__":
+    main()
