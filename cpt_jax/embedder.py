@@ -1,9 +1,10 @@
 """Embedder: a trained (or freshly initialised) encoder plus its tokenizer, as `encode(texts)`.
 
 Texts are tokenised with the side's delimiters, sorted by length and padded to bucket lengths
-about 1.25x apart (multiples of 16), so a handful of compiled shapes serve any input while
-padding wastes little compute (powers of two wasted about a quarter); batches are split over
-all local devices and dispatched without waiting for the previous one. `encode` has the shape MTEB expects: a list of strings in, float32 [n, d] out.
+about 1.25x apart (multiples of 16), so a handful of compiled shapes serve any input and padding
+adds at most about a quarter; batches are split over all local devices and dispatched up to 8
+ahead of fetching their results. `encode` has the shape MTEB expects: a list of strings in,
+float32 [n, d] out.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class Embedder:
         order = np.argsort(-lengths, kind="stable")
         buckets = bucket_lengths(self.max_len[s])
         out = np.zeros((len(texts), self.dim), np.float32)
-        pending = []  # (rows, device result): fetched after all batches are dispatched
+        pending: list[tuple[np.ndarray, jax.Array]] = []  # dispatched, not yet fetched (at most 8)
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
             width = next(b for b in buckets if b >= lengths[idx].max())
@@ -108,6 +109,9 @@ class Embedder:
             t[: len(idx)], m[: len(idx)] = tokens[idx, :width], mask[idx, :width]
             m[len(idx) :, 0] = 1  # padding rows get one token so pooling stays finite
             pending.append((idx, self._embed(self.params, t, m)))
-        for idx, result in pending:
-            out[idx] = np.asarray(result)[: len(idx)]
+            if len(pending) > 8:  # bounded: device results never hold more than 8 batches
+                rows, result = pending.pop(0)
+                out[rows] = np.asarray(result)[: len(rows)]
+        for rows, result in pending:
+            out[rows] = np.asarray(result)[: len(rows)]
         return out
