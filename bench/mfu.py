@@ -43,6 +43,7 @@ def main() -> None:
     p.add_argument("--dtype", default=None, help="override ModelConfig.dtype")
     p.add_argument("--remat", default=None, help="override ModelConfig.remat")
     p.add_argument("--scan_layers", type=int, default=None, help="override ModelConfig.scan_layers (0 or 1)")
+    p.add_argument("--scan_unroll", type=int, default=None, help="override ModelConfig.scan_unroll (blocks per scan iteration)")
     p.add_argument("--chunk", type=int, default=0, help="GradCache chunk (pairs); 0: plain step")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
@@ -68,6 +69,8 @@ def main() -> None:
     overrides = {k: v for k, v in (("dtype", args.dtype), ("remat", args.remat)) if v}
     if args.scan_layers is not None:
         overrides["scan_layers"] = bool(args.scan_layers)
+    if args.scan_unroll is not None:
+        overrides["scan_unroll"] = args.scan_unroll
     model = dataclasses.replace(model, max_len=max(model.max_len, args.seq), **overrides)
     total = args.warmup + args.steps
     opt = OptimizerConfig(warmup_steps=0, decay="constant")
@@ -101,7 +104,7 @@ def main() -> None:
     flops = train_step_flops(model, args.batch, args.seq, args.seq)
     achieved = flops / step_s
     print(header(f"{args.model} ({model.num_layers} layers, width {model.d_model}), {model.dtype}, remat "
-                 f"{model.remat}, {'scanned' if model.scan_layers else 'unrolled'} layers, batch {args.batch}, seq {args.seq}+{args.seq}, "
+                 f"{model.remat}, {f'scanned layers (unroll {model.scan_unroll})' if model.scan_layers else 'unrolled layers'}, batch {args.batch}, seq {args.seq}+{args.seq}, "
                  f"{'GradCache ' + str(args.chunk) if args.chunk else 'plain step'}, {n} x {jax.devices()[0].device_kind}"))
     print(f"{'step s':>8} {'pairs/s':>9} {'tokens/s':>10} {'model TFLOP/s':>13} {'matmul peak':>11} {'MFU':>6} "
           f"{'nominal MFU':>11} {'compile s':>9} {'loss':>7}")

@@ -54,7 +54,8 @@ def run_jax(args: argparse.Namespace) -> dict:
     from cpt_jax.train.state import TemperatureConfig, train_state_from_params
     from cpt_jax.train.step import StepContext, make_train_step
 
-    model, params, _ = load_hf_checkpoint(args.model_dir, dropout=0.0, scan_layers=bool(args.scan_layers))
+    model, params, _ = load_hf_checkpoint(args.model_dir, dropout=0.0, scan_layers=bool(args.scan_layers),
+                                          scan_unroll=args.scan_unroll or BERT_SHAPES[args.shape]["num_hidden_layers"])
     model = dataclasses.replace(model, pooling="mean", max_len=args.seq, dtype=args.dtype, remat=args.remat)
     params["position_embedding"] = params["position_embedding"][: args.seq]
     opt = OptimizerConfig(learning_rate=1e-4, warmup_steps=0, decay="constant", weight_decay=0.01)
@@ -122,6 +123,12 @@ def run_torch(args: argparse.Namespace) -> dict:
     return {"step_s": (time.perf_counter() - t) / args.steps, "loss": value, "peak_rss": peak_rss_bytes()}
 
 
+def _layers(args: argparse.Namespace) -> str:
+    if not args.scan_layers:
+        return "unrolled layers"
+    return f"scanned layers, scan_unroll {args.scan_unroll or 'all'}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shape", choices=sorted(BERT_SHAPES), default="minilm")
@@ -131,6 +138,7 @@ def main() -> None:
     p.add_argument("--dtype", default="float32", help="cpt-jax compute dtype")
     p.add_argument("--remat", default="none", help="cpt-jax ModelConfig.remat")
     p.add_argument("--scan_layers", type=int, default=1, help="cpt-jax ModelConfig.scan_layers (1: nn.scan, 0: unrolled)")
+    p.add_argument("--scan_unroll", type=int, default=0, help="cpt-jax ModelConfig.scan_unroll (0: all layers)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
@@ -153,7 +161,7 @@ def main() -> None:
     peak = max(peaks.values())
     mode = f"GradCache/CachedMNRL mini-batch {args.chunk}" if args.chunk else "plain step / MNRL"
     print(header(f"{args.shape} BERT, batch {args.batch}, seq {args.seq}+{args.seq}, {mode}, cpt-jax {args.dtype}, "
-                 f"{'scanned' if args.scan_layers else 'unrolled'} layers, remat {args.remat}"))
+                 f"{_layers(args)}, remat {args.remat}"))
     print(f"# float32 matmul peak (2048^3): jax {peaks['jax']:.0f} GFLOP/s, torch {peaks['torch']:.0f} GFLOP/s; "
           f"model FLOPs per step {flops / 1e9:.1f} G")
     print(f"{'round':>5} {'framework':<22} {'step s':>8} {'pairs/s':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'MFU':>6} "

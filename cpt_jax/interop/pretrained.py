@@ -22,7 +22,7 @@ from cpt_jax.interop.hf_weights import load_hf_checkpoint
 from cpt_jax.model import ModelConfig
 
 # How the encoder runs, not what it is: taken from the run's ModelConfig.
-RUNTIME_FIELDS = ("dropout", "dtype", "scan_layers", "remat")
+RUNTIME_FIELDS = ("dropout", "dtype", "scan_layers", "scan_unroll", "remat")
 PACKAGE_SCHEME = "pkg://"
 
 

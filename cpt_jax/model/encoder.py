@@ -26,9 +26,19 @@ Array = jax.Array
 
 _dense_init = nn.initializers.normal(stddev=0.02)
 
+
+def gelu_erf(x: Array) -> Array:
+    """Exact GELU, x * Phi(x), written with erf as PyTorch and Hugging Face BERT do.
+
+    jax.nn.gelu(approximate=False) uses erfc, which XLA:CPU evaluates more slowly (bench/kernels.py);
+    the two agree within float32 rounding.
+    """
+    return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(0.7071067811865476, x.dtype)))
+
+
 _ACTIVATIONS = {
     "gelu_tanh": lambda x: nn.gelu(x, approximate=True),
-    "gelu": lambda x: nn.gelu(x, approximate=False),
+    "gelu": gelu_erf,
     "silu": nn.silu,
 }
 
@@ -40,6 +50,20 @@ def _param_init(names: tuple[str | None, ...], init: Any = _dense_init) -> Any:
 def _constrain(x: Array, names: tuple[str | None, ...]) -> Array:
     # No-op unless the caller traces under a mesh and nn.logical_axis_rules.
     return nn.with_logical_constraint(x, names)
+
+
+def token_matmul(x: Array, kernel: Array) -> Array:
+    """x: [batch, seq, d_in] @ kernel [d_in, *out] -> [batch, seq, *out], as one 2-D product.
+
+    Same result as the einsum, but from the flat [batch * seq, d_in] form autodiff writes the
+    weight gradient as one x^T @ grad over the tokens. From the 3-D form XLA:CPU first copies the
+    gradient transposed and then runs a slower kernel: a MiniLM MLP's forward + backward takes
+    about 1.5x as long (bench/kernels.py). The sharded batch axis stays the major one.
+    """
+    batch, seq, d_in = x.shape
+    out = kernel.shape[1:]
+    flat = x.reshape(batch * seq, d_in) @ kernel.reshape(d_in, -1)
+    return flat.reshape(batch, seq, *out)
 
 
 def attention_mask(mask: Array, causal: bool) -> Array:
@@ -86,7 +110,7 @@ class SelfAttention(nn.Module):
             # with 3-d logical constraints when a mesh is active.
             shape = (cfg.d_model, heads, cfg.head_dim)
             kernel = self.param(f"{name}_kernel", _param_init(("embed", head_axis, "kv")), shape)
-            t = jnp.einsum("bsd,dhk->bshk", x.astype(dt), kernel.astype(dt))
+            t = token_matmul(x.astype(dt), kernel.astype(dt))
             if cfg.qkv_bias:
                 bias = self.param(f"{name}_bias", _param_init((head_axis, "kv"), nn.initializers.zeros), shape[1:])
                 t = t + bias.astype(dt)
@@ -96,11 +120,29 @@ class SelfAttention(nn.Module):
         # Keys/values with fewer heads than queries: dot_product_attention does the grouping.
         out = jax.nn.dot_product_attention(*qkv, mask=attn_mask)
         kernel = self.param("out_kernel", _param_init(("heads", "kv", "embed")), (cfg.num_heads, cfg.head_dim, cfg.d_model))
-        out = jnp.einsum("bshk,hkd->bsd", out, kernel.astype(dt))
+        batch, seq = out.shape[:2]
+        out = token_matmul(out.reshape(batch, seq, -1), kernel.astype(dt).reshape(-1, cfg.d_model))
         if cfg.out_bias:
             bias = self.param("out_bias", _param_init(("embed",), nn.initializers.zeros), (cfg.d_model,))
             out = out + bias.astype(dt)
         return nn.Dropout(cfg.dropout)(out, deterministic=deterministic)
+
+
+class Dense(nn.Module):
+    """x [batch, seq, d_in] -> [batch, seq, features]; nn.Dense's parameters ("kernel", "bias"), token_matmul's product."""
+
+    features: int
+    use_bias: bool
+    dtype: Any
+    names: tuple[str, str]
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        kernel = self.param("kernel", _param_init(self.names), (x.shape[-1], self.features))
+        y = token_matmul(x.astype(self.dtype), kernel.astype(self.dtype))
+        if self.use_bias:
+            y = y + self.param("bias", _param_init(self.names[1:], nn.initializers.zeros), (self.features,)).astype(self.dtype)
+        return y
 
 
 class Mlp(nn.Module):
@@ -113,15 +155,8 @@ class Mlp(nn.Module):
         """x: [batch, seq, d_model] -> [batch, seq, d_model]."""
         cfg = self.config
 
-        def dense(features: int, names: tuple[str, str], name: str) -> nn.Dense:
-            return nn.Dense(
-                features,
-                use_bias=cfg.mlp_bias,
-                dtype=cfg.compute_dtype,
-                kernel_init=_param_init(names),
-                bias_init=_param_init(names[1:], nn.initializers.zeros),
-                name=name,
-            )
+        def dense(features: int, names: tuple[str, str], name: str) -> Dense:
+            return Dense(features, cfg.mlp_bias, cfg.compute_dtype, names, name=name)
 
         h = _ACTIVATIONS[cfg.activation](dense(cfg.d_mlp, ("embed", "mlp"), "wi_gate" if cfg.gated_mlp else "wi")(x))
         if cfg.gated_mlp:
@@ -177,6 +212,7 @@ def _block_stack(cfg: ModelConfig) -> Any:
         split_rngs={"params": True, "dropout": True},
         in_axes=(nn.broadcast, nn.broadcast),
         length=cfg.num_layers,
+        unroll=cfg.scan_unroll,
         metadata_params={nn.PARTITION_NAME: "layers"},
     )
 

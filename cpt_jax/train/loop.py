@@ -68,8 +68,8 @@ class TrainConfig:
     init_from: a Hugging Face model directory (config.json, safetensors, tokenizer.json) of a
       GPT-2, Llama, Qwen2 or BERT model to start from, as the paper starts from GPT-3/Codex.
       Its tokenizer is used (delimiters added) and its architecture replaces ModelConfig's
-      shape fields, which must be left unset or agree; dropout, dtype, scan_layers and remat
-      still come from ModelConfig. The imported weights are saved as checkpoint 0.
+      shape fields, which must be left unset or agree; dropout, dtype, scan_layers, scan_unroll and
+      remat still come from ModelConfig. The imported weights are saved as checkpoint 0.
       pkg://PACKAGE/SUBDIR names a directory inside an installed package.
     tokenizer_path: an existing tokenizer (a cpt-jax tokenizer directory, a SentencePiece .model
       written by cpt-jax, or a Hugging Face model directory; pkg:// as for init_from), or None to

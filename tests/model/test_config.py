@@ -98,3 +98,9 @@ def test_new_fields_are_type_checked():
         ModelConfig(gated_mlp="yes")
     with pytest.raises(TypeError, match=r"ModelConfig.num_kv_heads=2.0 has type float; expected int"):
         ModelConfig(num_kv_heads=2.0)
+
+
+@pytest.mark.parametrize("unroll", [0, 3])
+def test_scan_unroll_range(unroll):
+    with pytest.raises(ValueError, match=rf"scan_unroll={unroll} must be between 1 and num_layers=2"):
+        ModelConfig(num_layers=2, scan_unroll=unroll)

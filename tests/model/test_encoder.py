@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import flax.linen as nn
 import jax
@@ -13,7 +14,7 @@ import pytest
 
 from cpt_jax.loss import contrastive_loss
 from cpt_jax.model import embed, init_params
-from cpt_jax.model.encoder import Encoder
+from cpt_jax.model.encoder import Encoder, gelu_erf, token_matmul
 from tests.helpers import TINY, random_params, random_side
 
 J = 4  # the position that gets a different token
@@ -87,6 +88,41 @@ def test_scan_and_loop_give_identical_outputs():
     tokens, mask = random_side(rng, 4, 10)
     out = jax.jit(lambda s, l: (embed(s, TINY, tokens, mask), embed(l, loop_cfg, tokens, mask)))(scanned, loop)
     np.testing.assert_allclose(out[1], out[0], rtol=0, atol=1e-6)
+
+
+def test_unrolled_scan_matches_scan_in_outputs_and_gradients():
+    """scan_unroll=num_layers runs the same stacked parameters as straight-line code."""
+    unrolled = dataclasses.replace(TINY, scan_unroll=TINY.num_layers)
+    shapes = lambda cfg: jax.eval_shape(lambda: init_params(cfg, jax.random.key(0)))  # noqa: E731
+    assert jax.tree.map(lambda s: s.shape, shapes(unrolled)) == jax.tree.map(lambda s: s.shape, shapes(TINY))
+    tokens, mask = random_side(np.random.default_rng(4), 8, 10)
+
+    def loss(p, cfg):
+        e = embed(p, cfg, tokens, mask)
+        return contrastive_loss(e[:4], e[4:], jnp.float32(2.0))[0]
+
+    both = jax.device_get(jax.jit(lambda p: [jax.value_and_grad(loss)(p, c) for c in (TINY, unrolled)])(params()))
+    (base_loss, base_grads), (loss_u, grads_u) = both
+    np.testing.assert_allclose(loss_u, base_loss, rtol=1e-6)
+    jax.tree.map(lambda g, b: np.testing.assert_allclose(g, b, rtol=1e-5, atol=1e-7), grads_u, base_grads)
+
+
+def test_token_matmul_is_the_einsum():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3, 5, 8))
+    kernel = rng.normal(size=(8, 2, 4))
+    out = jax.jit(token_matmul)(x.astype(np.float32), kernel.astype(np.float32))
+    assert out.shape == (3, 5, 2, 4)
+    np.testing.assert_allclose(out, np.einsum("bsd,dhk->bshk", x, kernel), rtol=1e-5, atol=1e-5)
+
+
+def test_gelu_erf_is_exact_gelu():
+    x = np.linspace(-12, 12, 4001)
+    # Phi(x) from the float64 erf: the definition, not another float32 implementation.
+    reference = x * 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+    np.testing.assert_allclose(gelu_erf(jnp.asarray(x, jnp.float32)), reference, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(gelu_erf(jnp.asarray(x, jnp.float32)), nn.gelu(x.astype(np.float32), approximate=False),
+                               rtol=0, atol=2e-6)
 
 
 def test_remat_matches_no_remat():
