@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python bench/train.py --shape minilm --batch 64 --seq 64 --rounds 3
+python bench/kernels.py
 python bench/train.py --shape tiny --batch 4096 --seq 64 --chunk 256 --rounds 1 --steps 2 --warmup 1
 python bench/mfu.py --model configs/model/tiny.gin --batch 64 --seq 64
 python bench/mfu.py --model configs/model/tiny.gin --batch 64 --seq 64 --scan_layers 0
