@@ -100,7 +100,8 @@ def test_new_fields_are_type_checked():
         ModelConfig(num_kv_heads=2.0)
 
 
-@pytest.mark.parametrize("unroll", [0, 3])
-def test_scan_unroll_range(unroll):
-    with pytest.raises(ValueError, match=rf"scan_unroll={unroll} must be between 1 and num_layers=2"):
+@pytest.mark.parametrize("unroll", [0, -1])
+def test_scan_unroll_must_be_positive(unroll):
+    with pytest.raises(ValueError, match=rf"scan_unroll={unroll} must be at least 1"):
         ModelConfig(num_layers=2, scan_unroll=unroll)
+    assert ModelConfig(num_layers=2, scan_unroll=6).scan_unroll == 6  # more than num_layers: all unrolled

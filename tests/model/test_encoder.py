@@ -91,8 +91,8 @@ def test_scan_and_loop_give_identical_outputs():
 
 
 def test_unrolled_scan_matches_scan_in_outputs_and_gradients():
-    """scan_unroll=num_layers runs the same stacked parameters as straight-line code."""
-    unrolled = dataclasses.replace(TINY, scan_unroll=TINY.num_layers)
+    """scan_unroll >= num_layers runs the same stacked parameters as straight-line code."""
+    unrolled = dataclasses.replace(TINY, scan_unroll=TINY.num_layers + 1)
     shapes = lambda cfg: jax.eval_shape(lambda: init_params(cfg, jax.random.key(0)))  # noqa: E731
     assert jax.tree.map(lambda s: s.shape, shapes(unrolled)) == jax.tree.map(lambda s: s.shape, shapes(TINY))
     tokens, mask = random_side(np.random.default_rng(4), 8, 10)
