@@ -55,8 +55,8 @@ def _constrain(x: Array, names: tuple[str | None, ...]) -> Array:
 def token_matmul(x: Array, kernel: Array) -> Array:
     """x: [batch, seq, d_in] @ kernel [d_in, *out] -> [batch, seq, *out], as one 2-D product.
 
-    Same result as the einsum, but from the flat [batch * seq, d_in] form autodiff writes the
-    weight gradient as one x^T @ grad over the tokens. From the 3-D form XLA:CPU first copies the
+    Same result as einsum("bsd,d...->bs...", x, kernel), but from the flat [batch * seq, d_in]
+    form autodiff writes the weight gradient as one x^T @ grad over the tokens. From the 3-D form XLA:CPU first copies the
     gradient transposed and then runs a slower kernel: a MiniLM MLP's forward + backward takes
     about 1.5x as long (bench/kernels.py). The sharded batch axis stays the major one.
     """
@@ -106,7 +106,7 @@ class SelfAttention(nn.Module):
             ("key", cfg.kv_heads, "kv_heads"),
             ("value", cfg.kv_heads, "kv_heads"),
         ):
-            # Explicit params + einsum (not DenseGeneral): its flat-then-reshape init clashes
+            # Explicit params + token_matmul (not DenseGeneral): its flat-then-reshape init clashes
             # with 3-d logical constraints when a mesh is active.
             shape = (cfg.d_model, heads, cfg.head_dim)
             kernel = self.param(f"{name}_kernel", _param_init(("embed", head_axis, "kv")), shape)
