@@ -83,17 +83,21 @@ def _train_step(state: TrainState, batch: Batch, ctx: StepContext, learning_rate
         dropout_rng = jax.random.fold_in(jax.random.key(ctx.seed), state.step)
     (loss, metrics), grads = _value_and_grad(state.params, batch, dropout_rng, ctx)
     grad_norm = optax.tree.norm(grads)
-    updates, opt_state = ctx.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    params["log_temperature"] = jnp.clip(
-        params["log_temperature"], ctx.temperature.minimum, ctx.temperature.maximum
-    )
+
+    def update(params: Any, opt_state: Any) -> tuple[Any, Any]:
+        updates, opt_state = ctx.tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        params["log_temperature"] = jnp.clip(
+            params["log_temperature"], ctx.temperature.minimum, ctx.temperature.maximum
+        )
+        return params, opt_state
+
     # A non-finite loss or gradient skips the update: parameters and optimizer state stay as
-    # they were (the step counter, and so the data stream, moves on).
+    # they were (the step counter, and so the data stream, moves on). A cond, not a where over
+    # old and new values: the donated state is then updated in place instead of being copied
+    # first (about 0.2 GB per MiniLM step; bench/README.md).
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
-    params = jax.tree.map(keep, params, state.params)
-    opt_state = jax.tree.map(keep, opt_state, state.opt_state)
+    params, opt_state = jax.lax.cond(finite, update, lambda p, o: (p, o), state.params, state.opt_state)
     metrics = {
         **metrics,
         "loss": loss,

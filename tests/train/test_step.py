@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 
 import flax.linen as nn
 import jax
@@ -149,9 +150,10 @@ def test_dropout_rng_is_fold_in_of_seed_and_step():
     assert abs(float(losses[1]) - with_dropout[0]["loss"]) > 1e-4
 
 
-def test_a_nonfinite_step_is_skipped_and_counted():
+@pytest.mark.parametrize("layout", [(1, 1, 1), (2, 2, 2)], ids=["1-device", "data2-fsdp2-tensor2"])
+def test_a_nonfinite_step_is_skipped_and_counted(layout):
     """A NaN in one weight makes the loss NaN: the update is skipped, state kept, step advanced."""
-    m = mesh(1, 1, 1)
+    m = mesh(*layout)
     shardings = state_shardings(TINY, TEMPERATURE, tx(), m, DEFAULT_RULES)
     initial, _ = created_state(TINY, (1, 1, 1))
     poisoned = jax.tree.map(np.array, host(initial))  # writable copies
@@ -165,6 +167,26 @@ def test_a_nonfinite_step_is_skipped_and_counted():
     for got, want in zip(jax.tree.leaves((state.params, state.opt_state)), jax.tree.leaves((before.params, before.opt_state))):
         np.testing.assert_array_equal(got, want)
 
+
+
+def _entry_copies_of_arguments(hlo: str) -> list[str]:
+    """Copy instructions of the entry computation whose operand is an argument, in compiled HLO text."""
+    entry = hlo.split("\nENTRY", 1)[1]
+    params = set(re.findall(r"%([\w.\-]+) = \S+ parameter\(", entry))
+    return [line.strip() for line in entry.splitlines() if (m := re.search(r" copy\(%([\w.\-]+)\)", line)) and m.group(1) in params]
+
+
+def test_the_donated_state_is_updated_in_place():
+    """The skip of non-finite steps must not make XLA copy the state first. Written as
+    where(finite, new, old), the old values stay alive past the update, and the compiled step
+    copied every optimizer moment before the step (two copies of the parameters' size)."""
+    m = mesh()
+    shardings = state_shardings(TINY, TEMPERATURE, tx(), m, DEFAULT_RULES)
+    state = jax.device_put(host(created_state(TINY, (1, 1, 1))[0]), shardings)
+    step = make_train_step(StepContext(TINY, TEMPERATURE, tx(), m, DEFAULT_RULES, seed=0), shardings, _lr)
+    copies = _entry_copies_of_arguments(step.lower(state, random_batch(0)).compile().as_text())
+    # Scalars (the step counters) may be copied; no array of the state is.
+    assert all(re.search(r"= [a-z0-9]+\[\] copy", c) for c in copies), copies
 
 def _batch_with_negatives(seed: int, batch: int = 16, k: int = 2, seq: int = 12) -> dict[str, np.ndarray]:
     b = random_batch(seed, batch, seq)
