@@ -1,12 +1,13 @@
 """Peak memory of one training step against the global batch, plain vs GradCache.
 
-For each (batch, mode) a fresh process compiles the real train step (tiny config, x/y
+For each (batch, mode) a fresh process compiles the real train step (tiny config or --model, x/y
 lengths 64/128, one CPU device) and reports XLA's compiled memory (arguments + outputs +
 temporaries) and, when --run_up_to allows, runs one step and reports the peak resident
 set size of the process. The largest batch that fits a memory budget is found by bisection
 on the compiled estimate (compile only; nothing is executed).
 
   python bench/memory.py [--batches 256,1024,4096,16384] [--chunk 256] [--run_up_to 4096] [--budget_gb 24]
+  python bench/memory.py --model configs/model/s.gin --batches 8 --run_up_to 0 --budget_gb 0
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ import numpy as np
 GiB = 2**30
 
 
-def measure(batch: int, chunk: int, run: bool) -> dict:
+def measure(batch: int, chunk: int, run: bool, model_gin: str) -> dict:
     """Runs in a child process: compile (and optionally run) one step."""
+    import gin
     import jax
+
+    from cpt_jax.config import CONFIGURABLES
 
     from cpt_jax.model import ModelConfig
     from cpt_jax.parallel.mesh import MeshConfig, make_mesh
@@ -36,7 +40,9 @@ def measure(batch: int, chunk: int, run: bool) -> dict:
     from cpt_jax.train.state import TemperatureConfig, create_train_state
     from cpt_jax.train.step import StepContext, make_train_step
 
-    model = ModelConfig()  # the tiny shape
+    if model_gin:
+        gin.parse_config_file(model_gin)
+    model = CONFIGURABLES["ModelConfig"]() if model_gin else ModelConfig()  # default: the tiny shape
     opt = OptimizerConfig()
     mesh = make_mesh(MeshConfig(), jax.devices()[:1])
     tx = make_optimizer(opt, 100)
@@ -66,22 +72,23 @@ def measure(batch: int, chunk: int, run: bool) -> dict:
     return out
 
 
-def child(batch: int, chunk: int, run: bool) -> dict:
+def child(batch: int, chunk: int, run: bool, model_gin: str) -> dict:
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", f"{batch},{chunk},{int(run)}"], capture_output=True, text=True
+        [sys.executable, __file__, "--child", f"{batch},{chunk},{int(run)}", "--model", model_gin],
+        capture_output=True, text=True,
     )
     if proc.returncode:
         return {"error": (proc.stderr.strip().splitlines() or ["killed"])[-1][:120]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def largest_fitting(chunk: int, budget: float, hi: int = 1 << 22) -> int:
+def largest_fitting(chunk: int, budget: float, model_gin: str, hi: int = 1 << 22) -> int:
     """Largest batch (a multiple of the chunk, or of 64) whose compiled memory fits the budget."""
     unit = chunk or 64
     lo, hi = 1, hi // unit  # in units
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        r = child(mid * unit, chunk, run=False)
+        r = child(mid * unit, chunk, False, model_gin)
         if "error" not in r and r["compiled_bytes"] <= budget:
             lo = mid
         else:
@@ -94,21 +101,23 @@ def main() -> None:
     p.add_argument("--batches", default="256,1024,4096,16384")
     p.add_argument("--chunk", type=int, default=256)
     p.add_argument("--run_up_to", type=int, default=4096, help="execute steps only up to this batch")
-    p.add_argument("--budget_gb", type=float, default=24.0)
+    p.add_argument("--budget_gb", type=float, default=24.0, help="0: skip the bisection")
+    p.add_argument("--model", default="", help="a model gin file (default: the tiny config)")
     p.add_argument("--child")
     args = p.parse_args()
     if args.child:
         b, c, r = map(int, args.child.split(","))
-        print(json.dumps(measure(b, c, bool(r))))
+        print(json.dumps(measure(b, c, bool(r), args.model)))
         return
     import jax
 
     print(f"# {datetime.date.today()} {platform.node()} {platform.processor() or platform.machine()} "
-          f"python {platform.python_version()} jax {jax.__version__}; tiny config, seq x/y 64/128, 1 CPU device")
+          f"python {platform.python_version()} jax {jax.__version__}; {args.model or 'tiny config'}, seq x/y 64/128, "
+          "1 CPU device")
     print(f"{'batch':>7} {'mode':<16} {'compiled GiB':>13} {'temp GiB':>9} {'peak RSS GiB':>13} {'step s':>8}")
     for batch in map(int, args.batches.split(",")):
         for chunk, name in ((0, "plain"), (args.chunk, f"gradcache/{args.chunk}")):
-            r = child(batch, chunk, run=batch <= args.run_up_to)
+            r = child(batch, chunk, batch <= args.run_up_to, args.model)
             if "error" in r:
                 print(f"{batch:>7} {name:<16} {'error: ' + r['error']}")
                 continue
@@ -117,9 +126,9 @@ def main() -> None:
             print(f"{batch:>7} {name:<16} {r['compiled_bytes'] / GiB:13.2f} {r['temp_bytes'] / GiB:9.2f} {rss} {secs}",
                   flush=True)
     budget = args.budget_gb * GiB
-    for chunk, name in ((0, "plain"), (args.chunk, f"gradcache/{args.chunk}")):
+    for chunk, name in ((0, "plain"), (args.chunk, f"gradcache/{args.chunk}")) if budget else ():
         print(f"largest batch within {args.budget_gb:g} GiB (compiled estimate), {name}: "
-              f"{largest_fitting(chunk, budget)}", flush=True)
+              f"{largest_fitting(chunk, budget, args.model)}", flush=True)
 
 
 if __name__ == "__main__":

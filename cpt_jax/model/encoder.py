@@ -14,11 +14,14 @@ maps both onto mesh axes, so sharding is a config table, not code.
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from cpt_jax.model.config import ModelConfig
 
@@ -78,6 +81,26 @@ def attention_mask(mask: Array, causal: bool) -> Array:
     return keys & jnp.tril(jnp.ones((seq, seq), bool))[None, None]
 
 
+@functools.partial(jax.checkpoint, policy=jax.checkpoint_policies.save_only_these_names("attention_probs"))
+def dot_product_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
+    """softmax(q k^T / sqrt(head_dim), masked) v, with grouped keys/values.
+
+    q: [batch, q_len, heads, head_dim]; k, v: [batch, k_len, kv_heads, head_dim] (heads a
+    multiple of kv_heads); mask: bool [batch, 1, q_len, k_len] -> [batch, q_len, heads, head_dim].
+    The same values as jax.nn.dot_product_attention's XLA path, but the backward pass keeps only
+    the probabilities [batch, kv_heads, group, q_len, k_len] besides q, k, v; autodiff of that
+    function keeps three float32 tensors of that shape and a boolean one.
+    """
+    b, t, n, h = q.shape
+    kv = k.shape[2]
+    q = q.reshape(b, t, kv, n // kv, h)
+    logits = jnp.einsum("btkgh,bskh->bkgts", q, k, preferred_element_type=jnp.float32) * jnp.float32(1 / math.sqrt(h))
+    # A large finite negative, not -inf: a fully masked (padding) query row stays finite.
+    logits = jnp.where(mask[:, :, None], logits, jnp.float32(-0.7 * float(jnp.finfo(jnp.float32).max)))
+    probs = checkpoint_name(jax.nn.softmax(logits, axis=-1).astype(v.dtype), "attention_probs")
+    return jnp.einsum("bkgts,bskh->btkgh", probs, v).reshape(b, t, n, h)
+
+
 def rotary(x: Array, theta: float) -> Array:
     """Rotary position embedding at positions 0..seq-1, Hugging Face rotate_half layout.
 
@@ -117,8 +140,7 @@ class SelfAttention(nn.Module):
             if cfg.position == "rope" and name != "value":
                 t = rotary(t, cfg.rope_theta)
             qkv.append(_constrain(t, ("act_batch", "act_length", f"act_{head_axis}", "act_kv")))
-        # Keys/values with fewer heads than queries: dot_product_attention does the grouping.
-        out = jax.nn.dot_product_attention(*qkv, mask=attn_mask)
+        out = dot_product_attention(*qkv, attn_mask)
         kernel = self.param("out_kernel", _param_init(("heads", "kv", "embed")), (cfg.num_heads, cfg.head_dim, cfg.d_model))
         batch, seq = out.shape[:2]
         out = token_matmul(out.reshape(batch, seq, -1), kernel.astype(dt).reshape(-1, cfg.d_model))
@@ -158,7 +180,10 @@ class Mlp(nn.Module):
         def dense(features: int, names: tuple[str, str], name: str) -> Dense:
             return Dense(features, cfg.mlp_bias, cfg.compute_dtype, names, name=name)
 
-        h = _ACTIVATIONS[cfg.activation](dense(cfg.d_mlp, ("embed", "mlp"), "wi_gate" if cfg.gated_mlp else "wi")(x))
+        # Recomputed from its input in the backward pass: autodiff of the formula keeps the
+        # activation's internal factors, extra [tokens, d_mlp] buffers per layer (bench/README.md).
+        activation = jax.checkpoint(_ACTIVATIONS[cfg.activation])
+        h = activation(dense(cfg.d_mlp, ("embed", "mlp"), "wi_gate" if cfg.gated_mlp else "wi")(x))
         if cfg.gated_mlp:
             h = h * dense(cfg.d_mlp, ("embed", "mlp"), "wi")(x)
         h = _constrain(h, ("act_batch", "act_length", "act_mlp"))

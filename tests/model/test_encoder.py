@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import io
 import math
 
 import flax.linen as nn
@@ -11,10 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import ad_checkpoint
 
 from cpt_jax.loss import contrastive_loss
 from cpt_jax.model import embed, init_params
-from cpt_jax.model.encoder import Encoder, gelu_erf, token_matmul
+from cpt_jax.model.encoder import Encoder, Mlp, attention_mask, dot_product_attention, gelu_erf, token_matmul
 from tests.helpers import TINY, random_params, random_side
 
 J = 4  # the position that gets a different token
@@ -124,6 +127,66 @@ def test_gelu_erf_is_exact_gelu():
     np.testing.assert_allclose(gelu_erf(jnp.asarray(x, jnp.float32)), nn.gelu(x.astype(np.float32), approximate=False),
                                rtol=0, atol=2e-6)
 
+
+
+def _saved_residuals(fn, *args) -> list[str]:
+    """The residuals autodiff keeps for the backward pass of fn, one line each."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        ad_checkpoint.print_saved_residuals(fn, *args)
+    return out.getvalue().splitlines()
+
+
+def _attention_inputs(heads: int, kv_heads: int, causal: bool):
+    rng = np.random.default_rng(heads + kv_heads)
+    q = rng.normal(size=(3, 6, heads, 8)).astype(np.float32)
+    k, v = (rng.normal(size=(3, 6, kv_heads, 8)).astype(np.float32) for _ in range(2))
+    mask = np.asarray(attention_mask(random_side(rng, 3, 6)[1], causal))
+    return q, k, v, mask
+
+
+@pytest.mark.parametrize("heads, kv_heads, causal", [(4, 4, False), (4, 4, True), (4, 2, True), (4, 1, False)])
+def test_dot_product_attention_is_masked_softmax_attention(heads, kv_heads, causal):
+    q, k, v, mask = _attention_inputs(heads, kv_heads, causal)
+    # The direct formula in float64, keys/values repeated per query group.
+    rep = lambda a: np.repeat(a.astype(np.float64), heads // kv_heads, axis=2)  # noqa: E731
+    logits = np.einsum("btnh,bsnh->bnts", q.astype(np.float64), rep(k)) / math.sqrt(8)
+    logits = np.where(mask, logits, -np.inf)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    want = np.einsum("bnts,bsnh->btnh", probs, rep(v))
+    got = jax.jit(dot_product_attention)(q, k, v, mask)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # Gradients: the same as jax.nn.dot_product_attention's.
+    loss = lambda f: lambda q, k, v: jnp.sum(jnp.sin(f(q, k, v)))  # noqa: E731
+    ours = jax.grad(loss(lambda q, k, v: dot_product_attention(q, k, v, mask)), argnums=(0, 1, 2))(q, k, v)
+    theirs = jax.grad(loss(lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=mask)), argnums=(0, 1, 2))(q, k, v)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_attention_keeps_only_its_probabilities_for_the_backward_pass():
+    """Besides q, k, v: one float32 [batch, kv_heads, group, q_len, k_len] tensor. Autodiff of
+    jax.nn.dot_product_attention kept three such tensors and a boolean one."""
+    q, k, v, mask = _attention_inputs(4, 2, True)
+    lines = _saved_residuals(lambda q, k, v: dot_product_attention(q, k, v, mask).sum(), q, k, v)
+    square = [line for line in lines if "6,6]" in line and "from a constant" not in line]  # the mask is one
+    assert len(square) == 1 and square[0].startswith("f32[3,2,2,6,6] named 'attention_probs'"), lines
+    reference = _saved_residuals(lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=mask).sum(), q, k, v)
+    assert sum("6,6]" in line for line in reference) > 1  # the form it replaced kept more
+
+
+@pytest.mark.parametrize("activation", ["gelu", "gelu_tanh", "silu"])
+def test_mlp_keeps_only_the_activation_input_and_output(activation):
+    """The activation is recomputed from its input in the backward pass: two [tokens, d_mlp]
+    residuals (wi's output and wo's input), not the activation's internal factors."""
+    cfg = dataclasses.replace(TINY, activation=activation)
+    x = np.random.default_rng(0).normal(size=(2, 5, cfg.d_model)).astype(np.float32)
+    mlp = Mlp(cfg)
+    p = mlp.init(jax.random.key(0), x, True)
+    lines = _saved_residuals(lambda p, x: mlp.apply(p, x, True).sum(), p, x)
+    wide = [line for line in lines if f"[2,5,{cfg.d_mlp}]" in line or f"[10,{cfg.d_mlp}]" in line]
+    assert len(wide) == 2, lines
 
 def test_remat_matches_no_remat():
     tokens, mask = random_side(np.random.default_rng(2), 8, 10)
