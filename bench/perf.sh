@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 python bench/train.py --shape minilm --batch 64 --seq 64 --rounds 3
 python bench/kernels.py
 python bench/train.py --shape tiny --batch 4096 --seq 64 --chunk 256 --rounds 1 --steps 2 --warmup 1
+python bench/memory.py --model configs/model/s.gin --batches 8 --chunk 4 --run_up_to 0 --budget_gb 0
 python bench/mfu.py --model configs/model/tiny.gin --batch 64 --seq 64
 python bench/mfu.py --model configs/model/tiny.gin --batch 64 --seq 64 --scan_layers 0
 python bench/pipeline.py --gin_file configs/experiments/tiny_code.gin --tokenizer outputs/tiny_code/tokenizer
