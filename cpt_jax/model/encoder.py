@@ -94,9 +94,11 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
     b, t, n, h = q.shape
     kv = k.shape[2]
     q = q.reshape(b, t, kv, n // kv, h)
-    logits = jnp.einsum("btkgh,bskh->bkgts", q, k, preferred_element_type=jnp.float32) * jnp.float32(1 / math.sqrt(h))
+    # Logits and softmax in float32 at least (float64 stays float64, for the float64 references).
+    acc = jnp.promote_types(q.dtype, jnp.float32)
+    logits = jnp.einsum("btkgh,bskh->bkgts", q, k, preferred_element_type=acc) * jnp.asarray(1 / math.sqrt(h), acc)
     # A large finite negative, not -inf: a fully masked (padding) query row stays finite.
-    logits = jnp.where(mask[:, :, None], logits, jnp.float32(-0.7 * float(jnp.finfo(jnp.float32).max)))
+    logits = jnp.where(mask[:, :, None], logits, jnp.asarray(-0.7 * float(jnp.finfo(acc).max), acc))
     probs = checkpoint_name(jax.nn.softmax(logits, axis=-1).astype(v.dtype), "attention_probs")
     return jnp.einsum("bkgts,bskh->btkgh", probs, v).reshape(b, t, n, h)
 
