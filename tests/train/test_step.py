@@ -168,7 +168,6 @@ def test_a_nonfinite_step_is_skipped_and_counted(layout):
         np.testing.assert_array_equal(got, want)
 
 
-
 def _entry_copies_of_arguments(hlo: str) -> list[str]:
     """Copy instructions of the entry computation whose operand is an argument, in compiled HLO text."""
     entry = hlo.split("\nENTRY", 1)[1]
