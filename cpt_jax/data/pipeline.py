@@ -97,6 +97,17 @@ class DataConfig:
             )
 
 
+def check_process_slice(config: DataConfig, global_batch_size: int, process_index: int, process_count: int) -> None:
+    """Raises ValueError unless this process's slice of the global batch is well defined: a positive
+    batch and process count, a process index in range, a 32-bit seed. Both batch classes check it."""
+    if global_batch_size <= 0 or process_count <= 0:
+        raise ValueError(f"global_batch_size={global_batch_size} and process_count={process_count} must be positive.")
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index={process_index} is outside [0, {process_count}).")
+    if not 0 <= config.seed < 2**32:
+        raise ValueError(f"DataConfig.seed={config.seed} must be in [0, 2**32): the shuffles take a 32-bit seed.")
+
+
 def check_stream_layout(config: DataConfig, global_batch_size: int, process_count: int) -> None:
     """Raises ValueError unless V divides the global batch and the process count divides V."""
     readers = config.stream_readers
@@ -156,20 +167,12 @@ class PairBatches:
         process_index: int = 0,
         process_count: int = 1,
     ):
-        if global_batch_size <= 0 or process_count <= 0:
-            raise ValueError(
-                f"global_batch_size={global_batch_size} and process_count={process_count} "
-                "must be positive."
-            )
+        check_process_slice(config, global_batch_size, process_index, process_count)
         if global_batch_size % process_count:
             raise ValueError(
                 f"global_batch_size={global_batch_size} is not divisible by "
                 f"process_count={process_count}; pick a multiple of the process count."
             )
-        if not 0 <= process_index < process_count:
-            raise ValueError(f"process_index={process_index} is outside [0, {process_count}).")
-        if not 0 <= config.seed < 2**32:
-            raise ValueError(f"seed={config.seed} must be in [0, 2**32) for grain's index shuffle.")
         self.config = config
         self.tokenizer = tokenizer
         self.global_batch_size = global_batch_size
@@ -269,10 +272,7 @@ class StreamBatches:
     ) -> None:
         if not config.sources and sources is None:
             raise ValueError("StreamBatches needs DataConfig.sources (or sources=...).")
-        if not 0 <= process_index < process_count:
-            raise ValueError(f"process_index={process_index} is outside [0, {process_count}).")
-        if not 0 <= config.seed < 2**32:
-            raise ValueError(f"DataConfig.seed={config.seed} must be in [0, 2**32).")
+        check_process_slice(config, global_batch_size, process_index, process_count)
         check_stream_layout(config, global_batch_size, process_count)
         self.config = config
         self.tokenizer = tokenizer

@@ -96,6 +96,12 @@ def test_iter_training_texts_bounded_and_mixed(data_dir: str):
 def test_errors(config, tokenizer: Tokenizer, tmp_path):
     with pytest.raises(ValueError, match="not divisible"):
         pipeline.PairBatches(config, tokenizer, 10, 0, 4)
+    with pytest.raises(ValueError, match="must be positive"):
+        pipeline.PairBatches(config, tokenizer, 0)
+    with pytest.raises(ValueError, match=r"process_index=2 is outside \[0, 2\)"):
+        pipeline.PairBatches(config, tokenizer, 8, 2, 2)
+    with pytest.raises(ValueError, match=r"DataConfig.seed=-1 must be in \[0, 2\*\*32\)"):
+        pipeline.PairBatches(pipeline.DataConfig(**{**vars(config), "seed": -1}), tokenizer, 8)
     with pytest.raises(ValueError, match=r"builders.prepare"):
         pipeline.PairBatches(
             pipeline.DataConfig(data_dir=str(tmp_path), max_len_x=8, max_len_y=8), tokenizer, 8

@@ -174,6 +174,12 @@ def test_a_failing_source_fails_the_consumer():
 
 
 def test_layout_and_resume_errors():
+    with pytest.raises(ValueError, match="must be positive"):
+        StreamBatches(CONFIG, CharTokenizer(), 0, sources=_sources())
+    with pytest.raises(ValueError, match=r"process_index=-1 is outside \[0, 2\)"):
+        StreamBatches(CONFIG, CharTokenizer(), G, -1, 2, sources=_sources())
+    with pytest.raises(ValueError, match=r"DataConfig.seed=4294967296 must be in \[0, 2\*\*32\)"):
+        StreamBatches(dataclasses.replace(CONFIG, seed=2**32), CharTokenizer(), G, sources=_sources())
     with pytest.raises(ValueError, match="not divisible by DataConfig.stream_readers=4"):
         StreamBatches(CONFIG, CharTokenizer(), 10, sources=_sources())
     with pytest.raises(ValueError, match="not divisible by the 3 processes"):
