@@ -7,7 +7,7 @@ set size of the process. The largest batch that fits a memory budget is found by
 on the compiled estimate (compile only; nothing is executed).
 
   python bench/memory.py [--batches 256,1024,4096,16384] [--chunk 256] [--run_up_to 4096] [--budget_gb 24]
-  python bench/memory.py --model configs/model/s.gin --batches 8 --run_up_to 0 --budget_gb 0
+  python bench/memory.py --model configs/model/s.gin --batches 8 --chunk 4 --run_up_to 0 --budget_gb 0
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ def measure(batch: int, chunk: int, run: bool, model_gin: str) -> dict:
     import jax
 
     from cpt_jax.config import CONFIGURABLES
-
-    from cpt_jax.model import ModelConfig
     from cpt_jax.parallel.mesh import MeshConfig, make_mesh
     from cpt_jax.parallel.rules import DEFAULT_RULES
     from cpt_jax.train.optimizer import OptimizerConfig, learning_rate, make_optimizer
@@ -42,7 +40,7 @@ def measure(batch: int, chunk: int, run: bool, model_gin: str) -> dict:
 
     if model_gin:
         gin.parse_config_file(model_gin)
-    model = CONFIGURABLES["ModelConfig"]() if model_gin else ModelConfig()  # default: the tiny shape
+    model = CONFIGURABLES["ModelConfig"]()  # without a gin file: the defaults, the tiny shape
     opt = OptimizerConfig()
     mesh = make_mesh(MeshConfig(), jax.devices()[:1])
     tx = make_optimizer(opt, 100)

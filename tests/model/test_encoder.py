@@ -128,7 +128,6 @@ def test_gelu_erf_is_exact_gelu():
                                rtol=0, atol=2e-6)
 
 
-
 def _saved_residuals(fn, *args) -> list[str]:
     """The residuals autodiff keeps for the backward pass of fn, one line each."""
     out = io.StringIO()
