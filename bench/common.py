@@ -24,7 +24,9 @@ BERT_SHAPES = {
 
 
 def header(what: str) -> str:
-    """One line: date, machine, cores, and the versions that matter."""
+    """One line: date, machine, cores, the versions that matter, and the malloc (children inherit it)."""
+    from cpt_jax.parallel.runtime import malloc_in_use
+
     versions = []
     for pkg in ("jax", "flax", "torch", "sentence-transformers", "transformers"):
         try:
@@ -33,7 +35,8 @@ def header(what: str) -> str:
             pass
     cpu = platform.processor() or platform.machine()
     return (f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC {platform.node()} {cpu} "
-            f"{os.cpu_count()} cores, python {platform.python_version()}, {', '.join(versions)}; {what}")
+            f"{os.cpu_count()} cores, python {platform.python_version()}, {', '.join(versions)}, malloc {malloc_in_use()}; "
+            f"{what}")
 
 
 def best_seconds(fn: Callable[[], object], repeats: int) -> float:

@@ -11,7 +11,9 @@ with directions query_to_doc + doc_to_query, partition_mode per_direction (scale
 --chunk its CachedMultipleNegativesRankingLoss at mini_batch_size=--chunk against cpt-jax's
 GradCache with chunks of --chunk pairs. Each (round, framework) is a fresh process: --warmup
 untimed steps, then --steps steps timed together (one host sync at the end, as in the training
-loop). Rounds alternate jax, torch, jax, torch... so background load hits both alike.
+loop). Rounds alternate jax, torch, jax, torch... so background load hits both alike. Both children
+inherit this process's malloc, which the header names: LD_PRELOAD=libtcmalloc_minimal.so.4 python
+bench/train.py ... compares the two on tcmalloc.
 
 MFU = model FLOPs (cpt_jax/model/flops.py: matmuls, attention, logits; forward + backward) per
 second / the float32 matmul peak measured at the start of this run (the best of JAX and PyTorch

@@ -52,6 +52,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     runtime.enable_compilation_cache(runtime.default_compilation_cache_dir())
+    runtime.print_malloc_advice()
     texts = read_texts(args.input, args.field)
     embedder = Embedder.load(args.checkpoint, args.step)
     start = time.perf_counter()

@@ -185,6 +185,7 @@ def output_path(args: argparse.Namespace) -> str:
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     runtime.enable_compilation_cache(runtime.default_compilation_cache_dir())
+    runtime.print_malloc_advice()
     results = evaluate(args)
     print(format_table(results), flush=True)
     path = args.output or output_path(args)

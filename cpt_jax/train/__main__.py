@@ -39,6 +39,7 @@ def main(argv: list[str]) -> None:
         initialization_timeout_s=args.initialization_timeout_s,
         heartbeat_timeout_s=args.heartbeat_timeout_s,
     )
+    runtime.print_malloc_advice()
     train(train_config, config.operative_config)
 
 

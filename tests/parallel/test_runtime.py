@@ -142,3 +142,41 @@ def test_empty_compilation_cache_dir_turns_it_off(monkeypatch):
     assert calls == []
     monkeypatch.setenv(runtime.COMPILATION_CACHE_ENV, "/somewhere")
     assert runtime.default_compilation_cache_dir() == "/somewhere"
+
+
+_MALLOC_IN_USE = "from cpt_jax.parallel import runtime; print(runtime.malloc_in_use())"
+
+
+def _malloc_of_a_process(preload: str | None) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    if preload:
+        env["LD_PRELOAD"] = preload
+    out = subprocess.run([sys.executable, "-c", _MALLOC_IN_USE], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_malloc_in_use_sees_a_preloaded_tcmalloc_and_glibc_without_it():
+    assert _malloc_of_a_process(None) == "glibc"
+    lib = runtime.find_tcmalloc()
+    if lib is None:
+        pytest.skip("no tcmalloc installed (apt-get install libtcmalloc-minimal4)")
+    assert _malloc_of_a_process(lib) == "tcmalloc"
+
+
+def test_malloc_in_use_is_unknown_without_process_maps(tmp_path):
+    assert runtime.malloc_in_use(str(tmp_path / "absent")) == "unknown"
+
+
+def test_malloc_advice_names_the_library_only_for_xla_cpu_on_glibc(monkeypatch):
+    monkeypatch.setattr(runtime, "malloc_in_use", lambda: "glibc")
+    monkeypatch.setattr(runtime, "find_tcmalloc", lambda: "libtcmalloc_minimal.so.4")
+    assert "LD_PRELOAD=libtcmalloc_minimal.so.4 (launch" in runtime.malloc_advice("cpu")
+    assert runtime.malloc_advice("gpu") is None and runtime.malloc_advice("tpu") is None
+    monkeypatch.setattr(runtime, "find_tcmalloc", lambda: None)
+    assert "apt-get install libtcmalloc-minimal4" in runtime.malloc_advice("cpu")
+    monkeypatch.setattr(runtime, "malloc_in_use", lambda: "tcmalloc")
+    assert runtime.malloc_advice("cpu") is None

@@ -16,6 +16,7 @@ import pytest
 from cpt_jax.data import builders
 from cpt_jax.data.pipeline import iter_training_texts
 from cpt_jax.data.tokenizer import Tokenizer
+from cpt_jax.parallel import runtime
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 pytestmark = pytest.mark.slow
@@ -95,12 +96,18 @@ def _assert_close(got, want, steps, rtol=1e-5):
         assert abs(got[s] - want[s]) <= rtol * abs(want[s]), f"step {s}: {got[s]} vs {want[s]}"
 
 
+def _without_preload() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+
+
 def test_two_processes_match_one_and_restore_on_another_mesh(shared, reference, tmp_path):
     out = tmp_path / "mp"
     proc = subprocess.run(["bash", "launch/local.sh", "2", "4", *_flags(shared, out)], cwd=REPO,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=600)
+                          env={**_without_preload(), "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     _assert_close(_losses(out), reference, range(1, STEPS + 1))
+    # local.sh preloads tcmalloc where it is installed; without it the processes name the fix.
+    assert ("runs on glibc malloc" in proc.stdout) == (runtime.find_tcmalloc() is None), proc.stdout[-3000:]
 
     # Keep only the step-10 checkpoint written by the two processes, then continue in one
     # process on a 2-device FSDP mesh.
