@@ -86,21 +86,29 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
     """softmax(q k^T / sqrt(head_dim), masked) v, with grouped keys/values.
 
     q: [batch, q_len, heads, head_dim]; k, v: [batch, k_len, kv_heads, head_dim] (heads a
-    multiple of kv_heads); mask: bool [batch, 1, q_len, k_len] -> [batch, q_len, heads, head_dim].
-    The same values as jax.nn.dot_product_attention's XLA path, but the backward pass keeps only
-    the probabilities [batch, kv_heads, group, q_len, k_len] besides q, k, v; autodiff of that
-    function keeps three float32 tensors of that shape and a boolean one.
+    multiple of kv_heads, query head i reading kv head i // (heads / kv_heads)); mask: bool
+    [batch, 1, q_len, k_len] -> [batch, q_len, heads, head_dim]. The same values as
+    jax.nn.dot_product_attention's XLA path, but the backward pass keeps only the probabilities
+    [batch, heads, q_len, k_len] besides q, k, v; autodiff of that function keeps three float32
+    tensors of that shape and a boolean one.
+
+    Heads-major: q, k and v are transposed once so that both products are plain batched
+    [rows, head_dim] @ [head_dim, k_len] and [rows, k_len] @ [k_len, head_dim] products (a kv
+    head's query groups stacked as rows). On XLA:CPU that is faster than contracting the
+    token-major layouts in place (bench/README.md).
     """
     b, t, n, h = q.shape
     kv = k.shape[2]
-    q = q.reshape(b, t, kv, n // kv, h)
+    q = q.transpose(0, 2, 1, 3).reshape(b, kv, n // kv * t, h)
     # Logits and softmax in float32 at least (float64 stays float64, for the float64 references).
     acc = jnp.promote_types(q.dtype, jnp.float32)
-    logits = jnp.einsum("btkgh,bskh->bkgts", q, k, preferred_element_type=acc) * jnp.asarray(1 / math.sqrt(h), acc)
+    logits = jnp.matmul(q, k.transpose(0, 2, 3, 1), preferred_element_type=acc).reshape(b, n, t, -1)
+    logits = logits * jnp.asarray(1 / math.sqrt(h), acc)
     # A large finite negative, not -inf: a fully masked (padding) query row stays finite.
-    logits = jnp.where(mask[:, :, None], logits, jnp.asarray(-0.7 * float(jnp.finfo(acc).max), acc))
+    logits = jnp.where(mask, logits, jnp.asarray(-0.7 * float(jnp.finfo(acc).max), acc))
     probs = checkpoint_name(jax.nn.softmax(logits, axis=-1).astype(v.dtype), "attention_probs")
-    return jnp.einsum("bkgts,bskh->btkgh", probs, v).reshape(b, t, n, h)
+    out = jnp.matmul(probs.reshape(b, kv, n // kv * t, -1), v.transpose(0, 2, 1, 3))
+    return out.reshape(b, n, t, h).transpose(0, 2, 1, 3)
 
 
 def rotary(x: Array, theta: float) -> Array:

@@ -165,12 +165,12 @@ def test_dot_product_attention_is_masked_softmax_attention(heads, kv_heads, caus
 
 
 def test_attention_keeps_only_its_probabilities_for_the_backward_pass():
-    """Besides q, k, v: one float32 [batch, kv_heads, group, q_len, k_len] tensor. Autodiff of
+    """Besides q, k, v: one float32 [batch, heads, q_len, k_len] tensor. Autodiff of
     jax.nn.dot_product_attention kept three such tensors and a boolean one."""
     q, k, v, mask = _attention_inputs(4, 2, True)
     lines = _saved_residuals(lambda q, k, v: dot_product_attention(q, k, v, mask).sum(), q, k, v)
     square = [line for line in lines if "6,6]" in line and "from a constant" not in line]  # the mask is one
-    assert len(square) == 1 and square[0].startswith("f32[3,2,2,6,6] named 'attention_probs'"), lines
+    assert len(square) == 1 and square[0].startswith("f32[3,4,6,6] named 'attention_probs'"), lines
     reference = _saved_residuals(lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=mask).sum(), q, k, v)
     assert sum("6,6]" in line for line in reference) > 1  # the form it replaced kept more
 
