@@ -9,6 +9,11 @@ loads that with `sentence_transformers.SentenceTransformer`, and encodes the sam
 run's y length) with both, alternating in one process: round 0 is a warm-up (it includes
 cpt-jax's compiles, one per length bucket) and is printed but not in the median. Both use
 --batch_size and sort by length. Also checks the two agree (max |difference| of the embeddings).
+
+GFLOP/s and MFU count the model FLOPs (cpt_jax/model/flops.py) of the tokens each system computes:
+cpt-jax pads each sorted batch to a length bucket, sentence-transformers to the batch's longest
+text. MFU divides by the float32 2048^3 matmul peak, the larger of JAX's and PyTorch's, measured
+at the start of the run.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import header  # noqa: E402
+from common import header, matmul_peak_gflops  # noqa: E402
 
 
 def main() -> None:
@@ -45,6 +50,7 @@ def main() -> None:
     from cpt_jax.embedder import bucket_lengths
     from cpt_jax.eval.tasks import load_pair_task
     from cpt_jax.export import export
+    from cpt_jax.model.flops import encoder_forward_flops
 
     torch.set_num_threads(os.cpu_count() or 1)
     docs = load_pair_task("stdlib_code", "test", args.data_dir).docs
@@ -54,14 +60,24 @@ def main() -> None:
     st = SentenceTransformer(export(args.checkpoint, os.path.join(tmp.name, "export")), device="cpu")
     lengths = np.sort(embedder.tokenizer.encode(docs, "y", embedder.max_len["y"])[1].sum(axis=1))[::-1]
     tokens = int(lengths.sum())
+    # The padded [rows, width] shapes each system computes, batch by batch.
+    batches = [lengths[i : i + args.batch_size] for i in range(0, len(lengths), args.batch_size)]
+    buckets = bucket_lengths(embedder.max_len["y"])
+    shapes = {
+        "cpt-jax": [(args.batch_size, next(b for b in buckets if b >= batch.max())) for batch in batches],
+        "sentence-transformers": [(len(batch), int(batch.max())) for batch in batches],
+    }
+    m = embedder.model
+    flops = {name: sum(rows * encoder_forward_flops(m, width) for rows, width in sizes) for name, sizes in shapes.items()}
+    peak = max(matmul_peak_gflops(fw) for fw in ("jax", "torch"))
     systems = {
         "cpt-jax Embedder.encode": lambda: embedder.encode(docs, side="document", batch_size=args.batch_size),
         "sentence-transformers encode_document": lambda: st.encode_document(docs, batch_size=args.batch_size),
     }
-    m = embedder.model
     print(header(f"{args.checkpoint}: {m.num_layers} layers, width {m.d_model}; {len(docs)} documents, "
                  f"{tokens / len(docs):.0f} tokens each on average (max {embedder.max_len['y']}), batch {args.batch_size}"))
-    print(f"{'round':>5} {'system':<38} {'seconds':>8} {'docs/s':>8} {'tokens/s':>9}")
+    print(f"# float32 matmul peak (2048^3, the better of jax and torch): {peak:.0f} GFLOP/s")
+    print(f"{'round':>5} {'system':<38} {'seconds':>8} {'docs/s':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'MFU':>6}")
     rates: dict[str, list[float]] = {name: [] for name in systems}
     outputs = {}
     for r in range(args.rounds + 1):
@@ -71,21 +87,16 @@ def main() -> None:
             seconds = time.perf_counter() - t
             if r:
                 rates[name].append(len(docs) / seconds)
-            print(f"{r:>5} {name:<38} {seconds:8.2f} {len(docs) / seconds:8.1f} {tokens / seconds:9.0f}"
-                  + ("  (warm-up)" if not r else ""), flush=True)
+            gflops = flops[name.split()[0]] / seconds / 1e9
+            print(f"{r:>5} {name:<38} {seconds:8.2f} {len(docs) / seconds:8.1f} {tokens / seconds:9.0f} {gflops:8.1f} "
+                  f"{gflops / peak:6.1%}" + ("  (warm-up)" if not r else ""), flush=True)
     a, b = (np.asarray(o, np.float32) for o in outputs.values())
     ours, theirs = (statistics.median(v) for v in rates.values())
     print(f"median docs/s: cpt-jax {ours:.1f}, sentence-transformers {theirs:.1f}; ratio {ours / theirs:.2f}; "
           f"max |embedding difference| {np.abs(a - b).max():.1e}")
-    # Computed tokens / real tokens: cpt-jax pads each sorted batch to a length bucket, sentence-transformers
-    # to the batch's longest text.
-    batches = [lengths[i : i + args.batch_size] for i in range(0, len(lengths), args.batch_size)]
-    buckets = bucket_lengths(embedder.max_len["y"])
-    ours_padded = sum(next(b for b in buckets if b >= batch.max()) * args.batch_size for batch in batches)
-    theirs_padded = sum(int(batch.max()) * len(batch) for batch in batches)
-    print(f"padded tokens / real tokens: cpt-jax buckets {ours_padded / tokens:.3f}, "
-          f"sentence-transformers {theirs_padded / tokens:.3f}")
-
+    padded = {name: sum(rows * width for rows, width in sizes) / tokens for name, sizes in shapes.items()}
+    print(f"padded tokens / real tokens: cpt-jax buckets {padded['cpt-jax']:.3f}, "
+          f"sentence-transformers {padded['sentence-transformers']:.3f}")
 
 if __name__ == "__main__":
     main()
