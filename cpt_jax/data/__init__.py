@@ -3,7 +3,8 @@
 Modules (imported individually so that e.g. the tokenizer does not pull in
 TensorFlow):
 
-* ``stdlib_corpus``: mines (docstring, code) and neighbouring-span pairs from the stdlib.
+* ``stdlib_corpus``: the stdlib's sources, their splits, the skip rules, and (docstring, code) pairs.
+* ``stdlib_text_pairs``: neighbouring-span pairs from the stdlib's docstrings and pydoc topics.
 * ``builders``: TFDS ``stdlib_code`` / ``stdlib_text`` (array_record), ``prepare``, ``drop_counts``.
 * ``sources``: streaming pair sources (files, code trees, TFDS by name, pre-paired JSONL).
 * ``sentencepiece_model`` / ``tokenizer``: the run's ``Tokenizer`` with per-side delimiters.

@@ -1,11 +1,12 @@
-"""Paired examples mined from the running interpreter's standard library.
+"""Paired examples mined from the running interpreter's standard library: the sources, their
+splits, the skip rules, and the code pairs.
 
 Two pair kinds, both plain Python with no downloads:
 
-* code pairs: (docstring, function source without its docstring), the
+* code pairs (here): (docstring, function source without its docstring), the
   cpt-code text->code setting;
-* text pairs: neighbouring spans of one document (long module/class
-  docstrings and the ``pydoc_data`` help topics), the cpt-text setting.
+* text pairs (stdlib_text_pairs.py): neighbouring spans of one document (long
+  module/class docstrings and the ``pydoc_data`` help topics), the cpt-text setting.
 
 Splits are assigned per top-level package (or per pydoc topic) by a stable
 hash, so one package never contributes to two splits and held-out retrieval
@@ -28,7 +29,6 @@ import hashlib
 import io
 import os
 import pathlib
-import re
 import sysconfig
 import tokenize
 from collections.abc import Iterable, Iterator
@@ -42,14 +42,8 @@ SourceFile = tuple[str, bytes]  # (dotted module name, the file's bytes)
 # Directories that hold tests, third-party code or Python-2 era fixtures.
 _SKIP_DIRS = frozenset({"site-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__"})
 _MIN_DOC_WORDS = 3
-_SPAN_MIN_WORDS = 40
-_SPAN_MAX_WORDS = 120
-# Spans whose word sets overlap more than this are treated as near-identical.
-_MAX_SPAN_JACCARD = 0.8
-# pydoc topics get the module name "pydoc-topic:<topic>": the hyphen cannot
-# clash with an importable module, and it contains no dot, so each topic is its
-# own split unit.
-_PYDOC_TOPIC_PREFIX = "pydoc-topic:"
+# Neighbouring spans whose word sets overlap more than this are near-identical (stdlib_text_pairs).
+MAX_SPAN_JACCARD = 0.8
 
 # Limits far above every real input (largest stdlib file ~0.75 MB, pydoc topic ~63K chars, pair
 # side ~11K chars; models see at most 2048 tokens): they only stop pathological inputs.
@@ -69,7 +63,7 @@ SKIP_RULES: dict[str, str] = {
     "inline_docstring": "docstring shares a line with code: function skipped",
     "truncated_document": f"document over {MAX_DOCUMENT_CHARS} characters: cut at the last whitespace "
     "before that length, then split into spans (kept, counted)",
-    "near_identical_spans": f"neighbouring spans with word-set Jaccard > {_MAX_SPAN_JACCARD}: pair dropped",
+    "near_identical_spans": f"neighbouring spans with word-set Jaccard > {MAX_SPAN_JACCARD}: pair dropped",
     "unencodable_text": "text not encodable as UTF-8 (a lone surrogate, e.g. from a \\ud800 escape): pair dropped",
     "text_too_long": f"x or y over {MAX_TEXT_CHARS} characters: pair dropped",
     "duplicate_key": "key already used in the split (two sources with one module name): pair dropped",
@@ -89,7 +83,7 @@ def module_split(module: str, seed: int = 0) -> Split:
     return "train" if bucket < 8 else ("validation" if bucket == 8 else "test")
 
 
-def _check_split(split: str) -> None:
+def check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
 
@@ -137,7 +131,7 @@ def iter_sources(
     At most ``MAX_SOURCE_BYTES + 1`` bytes are read, enough for :func:`parse_source` to
     reject an oversized file without holding it; unreadable files are counted.
     """
-    _check_split(split)
+    check_split(split)
     skipped = collections.Counter() if skipped is None else skipped
     for name, path in iter_module_files():
         if module_split(name, seed) != split:
@@ -230,7 +224,7 @@ def checked_pairs(
         skipped[rule] += 1
 
 
-def _walk_defs(
+def walk_defs(
     node: ast.AST, prefix: str = ""
 ) -> Iterator[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef]]:
     """Yields ``(qualname, node)`` for every function/class, depth first in source order."""
@@ -238,9 +232,9 @@ def _walk_defs(
         if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             qualname = f"{prefix}{child.name}"
             yield qualname, child
-            yield from _walk_defs(child, f"{qualname}.")
+            yield from walk_defs(child, f"{qualname}.")
         else:
-            yield from _walk_defs(child, prefix)
+            yield from walk_defs(child, prefix)
 
 
 def _is_trivial(stmt: ast.stmt) -> bool:
@@ -291,7 +285,7 @@ def code_pairs(
     """
     skipped = collections.Counter() if skipped is None else skipped
     lines = _source_lines(module.source)
-    for qualname, node in _walk_defs(module.tree):
+    for qualname, node in walk_defs(module.tree):
         if isinstance(node, ast.ClassDef):
             continue
         docstring = ast.get_docstring(node, clean=True)
@@ -327,128 +321,6 @@ def iter_code_pairs(
     split: str, seed: int = 0, skipped: collections.Counter[str] | None = None
 ) -> Iterator[tuple[str, Pair]]:
     """Yields the code pairs of every stdlib module in ``split``, in path order."""
-    _check_split(split)
+    check_split(split)
     skipped = collections.Counter() if skipped is None else skipped
     return code_pairs_from_sources(iter_sources(split, seed, skipped), skipped)
-
-
-def split_spans(
-    text: str, min_words: int = _SPAN_MIN_WORDS, max_words: int = _SPAN_MAX_WORDS
-) -> list[str]:
-    """Splits a document into consecutive spans of roughly ``min_words``..``max_words``.
-
-    Paragraphs (blank-line separated) are merged greedily until a span holds at
-    least ``min_words``; paragraphs longer than ``max_words`` are first cut into
-    equal word chunks. A tail shorter than ``min_words`` is merged into the
-    previous span when it fits, else kept only if at least half of ``min_words``.
-    """
-    pieces: list[str] = []
-    for paragraph in re.split(r"\n\s*\n", text):
-        words = paragraph.split()
-        if not words:
-            continue
-        if len(words) <= max_words:
-            pieces.append(paragraph.strip("\n").rstrip())
-            continue
-        n_chunks = -(-len(words) // max_words)
-        size = -(-len(words) // n_chunks)
-        pieces.extend(" ".join(words[i : i + size]) for i in range(0, len(words), size))
-
-    spans: list[str] = []
-    current: list[str] = []
-    current_words = 0
-    for piece in pieces:
-        n = len(piece.split())
-        if current and (current_words >= min_words or current_words + n > max_words):
-            spans.append("\n\n".join(current))
-            current, current_words = [], 0
-        current.append(piece)
-        current_words += n
-    if current_words >= min_words:
-        spans.append("\n\n".join(current))
-    elif spans and len(spans[-1].split()) + current_words <= max_words:
-        spans[-1] = "\n\n".join([spans[-1], *current])
-    elif current_words >= min_words // 2:
-        spans.append("\n\n".join(current))
-    return spans
-
-
-def _near_identical(a: str, b: str) -> bool:
-    wa, wb = set(a.lower().split()), set(b.lower().split())
-    if not wa or not wb:
-        return True
-    return len(wa & wb) / len(wa | wb) > _MAX_SPAN_JACCARD
-
-
-def document_pairs(
-    key_prefix: str, module: str, document: str, skipped: collections.Counter[str] | None = None
-) -> Iterator[tuple[str, Pair]]:
-    """Yields ``(key, {"x": span_i, "y": span_i+1, "module"})`` over :func:`split_spans`.
-
-    A document over ``MAX_DOCUMENT_CHARS`` is cut first; pairs whose spans are
-    near-identical (word-set Jaccard > 0.8) are dropped. Both are counted in ``skipped``.
-    """
-    skipped = collections.Counter() if skipped is None else skipped
-    if len(document) > MAX_DOCUMENT_CHARS:
-        skipped["truncated_document"] += 1
-        head = document[:MAX_DOCUMENT_CHARS]
-        cut = max(head.rfind(" "), head.rfind("\n"))
-        document = head[:cut] if cut > 0 else head
-    spans = split_spans(document)
-    for i, (x, y) in enumerate(zip(spans, spans[1:])):
-        if _near_identical(x, y):
-            skipped["near_identical_spans"] += 1
-        else:
-            yield f"{key_prefix}:{i}", {"x": x, "y": y, "module": module}
-
-
-def _pydoc_topics() -> dict[str, str]:
-    from pydoc_data import topics  # stdlib; imported lazily, it is ~1 MB of text
-
-    return topics.topics
-
-
-def text_pairs_from_sources(
-    sources: Iterable[SourceFile],
-    documents: Iterable[tuple[str, str]] = (),
-    skipped: collections.Counter[str] | None = None,
-) -> Iterator[tuple[str, Pair]]:
-    """The :func:`checked_pairs` among the :func:`document_pairs` of the module and class
-    docstrings of the sources that parse, then of ``documents`` (``(module, text)``)."""
-    skipped = collections.Counter() if skipped is None else skipped
-
-    def mined() -> Iterator[tuple[str, Pair]]:
-        for module in parse_sources(sources, skipped):
-            module_doc = ast.get_docstring(module.tree, clean=True)
-            if module_doc:
-                yield from document_pairs(f"{module.name}:<module>", module.name, module_doc, skipped)
-            for qualname, node in _walk_defs(module.tree):
-                if isinstance(node, ast.ClassDef):
-                    class_doc = ast.get_docstring(node, clean=True)
-                    if class_doc:
-                        # The line number keeps keys unique when a class is defined in two branches.
-                        key = f"{module.name}:{qualname}:{node.lineno}"
-                        yield from document_pairs(key, module.name, class_doc, skipped)
-        for name, document in documents:
-            yield from document_pairs(name, name, document, skipped)
-
-    return checked_pairs(mined(), skipped)
-
-
-def iter_text_pairs(
-    split: str, seed: int = 0, skipped: collections.Counter[str] | None = None
-) -> Iterator[tuple[str, Pair]]:
-    """Yields neighbouring-span pairs of ``split``'s documents.
-
-    Documents are module and class docstrings of the split's modules, then the
-    ``pydoc_data.topics`` help topics (module ``"pydoc-topic:<topic>"``, split
-    by hashing that name).
-    """
-    _check_split(split)
-    skipped = collections.Counter() if skipped is None else skipped
-    topics = [
-        (name, document)
-        for topic, document in sorted(_pydoc_topics().items())
-        if module_split(name := f"{_PYDOC_TOPIC_PREFIX}{topic}", seed) == split
-    ]
-    return text_pairs_from_sources(iter_sources(split, seed, skipped), topics, skipped)

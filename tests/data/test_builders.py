@@ -8,7 +8,7 @@ import pathlib
 import pytest
 import tensorflow_datasets as tfds
 
-from cpt_jax.data import builders, stdlib_corpus
+from cpt_jax.data import builders, stdlib_corpus, stdlib_text_pairs
 
 
 @pytest.mark.parametrize("name", builders.DATASETS)
@@ -50,7 +50,7 @@ def test_prepare_unknown_dataset():
 
 
 @pytest.mark.parametrize(
-    "name,mine", [("stdlib_code", stdlib_corpus.iter_code_pairs), ("stdlib_text", stdlib_corpus.iter_text_pairs)]
+    "name,mine", [("stdlib_code", stdlib_corpus.iter_code_pairs), ("stdlib_text", stdlib_text_pairs.iter_text_pairs)]
 )
 def test_drop_counts_are_stored_per_split_with_every_rule(data_dir: str, name: str, mine):
     totals = builders.drop_counts(name, data_dir)

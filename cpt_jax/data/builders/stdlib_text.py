@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterator
 
-from cpt_jax.data import stdlib_corpus
+from cpt_jax.data import stdlib_corpus, stdlib_text_pairs
 from cpt_jax.data.builders.pair_builder import PairBuilder
 
 
@@ -15,4 +15,4 @@ class StdlibText(PairBuilder):
     PAIR_DESCRIPTION = "Neighbouring-span pairs from docstrings and pydoc topics (cpt-text style)."
 
     def _pairs(self, split: str, skipped: collections.Counter[str]) -> Iterator[tuple[str, stdlib_corpus.Pair]]:
-        return stdlib_corpus.iter_text_pairs(split, skipped=skipped)
+        return stdlib_text_pairs.iter_text_pairs(split, skipped=skipped)
