@@ -47,7 +47,7 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from cpt_jax import Embedder
-    from cpt_jax.embedder import bucket_lengths
+    from cpt_jax.embedder import bucket_lengths, padded_length
     from cpt_jax.eval.tasks import load_pair_task
     from cpt_jax.export import export
     from cpt_jax.model.flops import encoder_forward_flops
@@ -64,7 +64,7 @@ def main() -> None:
     batches = [lengths[i : i + args.batch_size] for i in range(0, len(lengths), args.batch_size)]
     buckets = bucket_lengths(embedder.max_len["y"])
     shapes = {
-        "cpt-jax": [(args.batch_size, next(b for b in buckets if b >= batch.max())) for batch in batches],
+        "cpt-jax": [(args.batch_size, padded_length(batch.max(), buckets)) for batch in batches],
         "sentence-transformers": [(len(batch), int(batch.max())) for batch in batches],
     }
     m = embedder.model

@@ -36,6 +36,11 @@ def bucket_lengths(max_len: int, smallest: int = 16, growth: float = 1.25, multi
     return lengths + [max_len]
 
 
+def padded_length(length: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket that holds `length` tokens (buckets ascending, as bucket_lengths gives them)."""
+    return next(b for b in buckets if b >= length)
+
+
 class Embedder:
     """Encodes texts into L2-normalised float32 embeddings with one model."""
 
@@ -103,7 +108,7 @@ class Embedder:
         pending: list[tuple[np.ndarray, jax.Array]] = []  # dispatched, not yet fetched (at most 8)
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
-            width = next(b for b in buckets if b >= lengths[idx].max())
+            width = padded_length(lengths[idx].max(), buckets)
             t = np.zeros((batch_size, width), np.int32)
             m = np.zeros((batch_size, width), np.int32)
             t[: len(idx)], m[: len(idx)] = tokens[idx, :width], mask[idx, :width]

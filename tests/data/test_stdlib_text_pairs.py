@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import textwrap
 
+import pytest
 from pydoc_data import topics as pydoc_topics
 
 from cpt_jax.data import stdlib_corpus as corpus
@@ -78,7 +79,5 @@ def test_class_docstrings_defined_twice_get_distinct_keys():
 
 
 def test_unknown_split_raises():
-    import pytest
-
     with pytest.raises(ValueError, match="Unknown split"):
         next(text_pairs.iter_text_pairs("dev"))
