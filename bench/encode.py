@@ -12,8 +12,11 @@ cpt-jax's compiles, one per length bucket) and is printed but not in the median.
 
 GFLOP/s and MFU count the model FLOPs (cpt_jax/model/flops.py) of the tokens each system computes:
 cpt-jax pads each sorted batch to a length bucket, sentence-transformers to the batch's longest
-text. MFU divides by the float32 2048^3 matmul peak, the larger of JAX's and PyTorch's, measured
-at the start of the run.
+text. MFU divides by the 2048^3 matmul peak of the dtype the system computes in, the larger of
+JAX's and PyTorch's, measured at the start of the run.
+
+--dtype bfloat16 encodes with `Embedder.load(..., dtype="bfloat16")` and loads the exported model
+in bfloat16 too (--st_dtype float32 keeps sentence-transformers at its float32 default).
 """
 
 from __future__ import annotations
@@ -38,7 +41,11 @@ def main() -> None:
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--data_dir", default="outputs/tfds")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="cpt-jax compute dtype")
+    p.add_argument("--st_dtype", default=None, choices=("float32", "bfloat16"),
+                   help="sentence-transformers' model dtype (default: --dtype)")
     args = p.parse_args()
+    args.st_dtype = args.st_dtype or args.dtype
     if not os.path.isdir(args.checkpoint):
         sys.exit(f"--checkpoint {args.checkpoint} is not a training run; create it with "
                  "python -m cpt_jax.train --gin_file=configs/experiments/minilm_code.gin")
@@ -55,9 +62,10 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     docs = load_pair_task("stdlib_code", "test", args.data_dir).docs
     docs = (docs * (args.docs // len(docs) + 1))[: args.docs]
-    embedder = Embedder.load(args.checkpoint)
+    embedder = Embedder.load(args.checkpoint, dtype=args.dtype)
     tmp = tempfile.TemporaryDirectory()
-    st = SentenceTransformer(export(args.checkpoint, os.path.join(tmp.name, "export")), device="cpu")
+    st = SentenceTransformer(export(args.checkpoint, os.path.join(tmp.name, "export")), device="cpu",
+                             model_kwargs={"dtype": getattr(torch, args.st_dtype)})
     lengths = np.sort(embedder.tokenizer.encode(docs, "y", embedder.max_len["y"])[1].sum(axis=1))[::-1]
     tokens = int(lengths.sum())
     # The padded [rows, width] shapes each system computes, batch by batch.
@@ -69,14 +77,17 @@ def main() -> None:
     }
     m = embedder.model
     flops = {name: sum(rows * encoder_forward_flops(m, width) for rows, width in sizes) for name, sizes in shapes.items()}
-    peak = max(matmul_peak_gflops(fw) for fw in ("jax", "torch"))
+    dtypes = {"cpt-jax": args.dtype, "sentence-transformers": args.st_dtype}
+    # Each system's MFU is against the matmul peak of the dtype it computes in.
+    peaks = {dt: max(matmul_peak_gflops(fw, dtype=dt) for fw in ("jax", "torch")) for dt in sorted(set(dtypes.values()))}
     systems = {
         "cpt-jax Embedder.encode": lambda: embedder.encode(docs, side="document", batch_size=args.batch_size),
         "sentence-transformers encode_document": lambda: st.encode_document(docs, batch_size=args.batch_size),
     }
     print(header(f"{args.checkpoint}: {m.num_layers} layers, width {m.d_model}; {len(docs)} documents, "
                  f"{tokens / len(docs):.0f} tokens each on average (max {embedder.max_len['y']}), batch {args.batch_size}"))
-    print(f"# float32 matmul peak (2048^3, the better of jax and torch): {peak:.0f} GFLOP/s")
+    print(f"# cpt-jax computes in {args.dtype}, sentence-transformers in {args.st_dtype}; matmul peak (2048^3, the "
+          "better of jax and torch): " + ", ".join(f"{dt} {peak:.0f} GFLOP/s" for dt, peak in peaks.items()))
     print(f"{'round':>5} {'system':<38} {'seconds':>8} {'docs/s':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'MFU':>6}")
     rates: dict[str, list[float]] = {name: [] for name in systems}
     outputs = {}
@@ -87,7 +98,8 @@ def main() -> None:
             seconds = time.perf_counter() - t
             if r:
                 rates[name].append(len(docs) / seconds)
-            gflops = flops[name.split()[0]] / seconds / 1e9
+            system = name.split()[0]
+            gflops, peak = flops[system] / seconds / 1e9, peaks[dtypes[system]]
             print(f"{r:>5} {name:<38} {seconds:8.2f} {len(docs) / seconds:8.1f} {tokens / seconds:9.0f} {gflops:8.1f} "
                   f"{gflops / peak:6.1%}" + ("  (warm-up)" if not r else ""), flush=True)
     a, b = (np.asarray(o, np.float32) for o in outputs.values())

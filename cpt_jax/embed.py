@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from cpt_jax.embedder import SIDES, Embedder
+from cpt_jax.model.config import DTYPES
 from cpt_jax.parallel import runtime
 
 
@@ -46,6 +47,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--side", default="document", choices=sorted(SIDES), help="query (x) or document (y)")
     p.add_argument("--field", default="text", help="JSONL key holding the text (default: text)")
     p.add_argument("--batch_size", type=int, default=128)
+    p.add_argument("--dtype", default=None, choices=DTYPES, help="compute dtype (default: the run's; bfloat16 is faster)")
     return p.parse_args(argv)
 
 
@@ -54,7 +56,7 @@ def main(argv: list[str]) -> None:
     runtime.enable_compilation_cache(runtime.default_compilation_cache_dir())
     runtime.print_malloc_advice()
     texts = read_texts(args.input, args.field)
-    embedder = Embedder.load(args.checkpoint, args.step)
+    embedder = Embedder.load(args.checkpoint, args.step, args.dtype)
     start = time.perf_counter()
     vectors = embedder.encode(texts, side=args.side, batch_size=args.batch_size)
     seconds = time.perf_counter() - start

@@ -56,10 +56,15 @@ class Embedder:
         )
 
     @classmethod
-    def load(cls, run_dir: str, step: int | None = None) -> Embedder:
-        """The encoder of a training run's latest (or given) checkpoint, with its tokenizer."""
+    def load(cls, run_dir: str, step: int | None = None, dtype: str | None = None) -> Embedder:
+        """The encoder of a training run's latest (or given) checkpoint, with its tokenizer.
+
+        dtype: the compute dtype to encode in (default: the run's ModelConfig.dtype). "bfloat16"
+        encodes about 1.7x faster on CPUs with bfloat16 dot instructions and on accelerators;
+        parameters stay float32 and embeddings come out float32 (bench/README.md: how close).
+        """
         step, meta = checkpoint.read_meta(run_dir, step)
-        model = ModelConfig(**meta["model_config"])
+        model = ModelConfig(**{**meta["model_config"], **({"dtype": dtype} if dtype else {})})
         target = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
         single = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         target = {

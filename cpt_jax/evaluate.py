@@ -6,7 +6,9 @@ BM25 by exact search over the whole held-out corpus. ``--beir DIR[,DIR...]`` add
 folders (nDCG@10, MRR@10, Recall@100; trained, random init, BM25) and ``--classification
 DIR[,DIR...]`` folders of {"text", "label"} JSONL (linear-probe accuracy and macro-F1; trained,
 random init, and a TF-IDF bag of words fitted on the folder's train.jsonl). Prints a table and
-writes <RUN_DIR>/eval_<split>.json (eval_<split>_step<N>.json for an explicit --step).
+writes <RUN_DIR>/eval_<split>.json (eval_<split>_step<N>.json for an explicit --step, and
+eval_<split>_<dtype>.json for an explicit --dtype, e.g. --dtype bfloat16 to score the run as it
+encodes in bfloat16).
 
 ``--sentence_transformer DIR`` evaluates a sentence-transformers model directory instead of a
 run (an exported run reproduces the run's numbers; a published model gives a reference row),
@@ -30,6 +32,7 @@ from cpt_jax.eval.classification import classification_files, evaluate_classific
 from cpt_jax.eval.common import Encoder
 from cpt_jax.eval.sentence_transformer import SentenceTransformerEncoder
 from cpt_jax.eval.tasks import load_pair_task, score_bm25, score_dense
+from cpt_jax.model.config import DTYPES
 from cpt_jax.parallel import runtime
 
 Results = dict[str, dict[str, dict[str, float]]]  # {task: {system: {metric: value}}}
@@ -51,7 +54,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     source.add_argument(
         "--sentence_transformer", help="a sentence-transformers model directory instead (e.g. an exported run)"
     )
-    p.add_argument("--output", default=None, help="results JSON (default: eval_<split>[_step<N>].json in the model dir)")
+    p.add_argument("--output", default=None, help="results JSON (default: eval_<split>[_step<N>][_<dtype>].json in the model dir)")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     p.add_argument(
         "--tasks", default=",".join(builders.DATASETS), help="comma-separated pair datasets; '' or 'none' for none"
@@ -62,6 +65,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--data_dir", default=None, help="TFDS data dir (default: the run's, else outputs/tfds)")
     p.add_argument("--no_baselines", action="store_true", help="skip random init, BM25 and the bag of words")
     p.add_argument("--batch_size", type=int, default=128)
+    p.add_argument("--dtype", default=None, choices=DTYPES, help="compute dtype of --checkpoint (default: the run's)")
     p.add_argument("--chunk_size", type=int, default=10_000, help="BEIR documents encoded and searched per step")
     p.add_argument("--folds", type=int, default=5, help="classification CV folds for C when there is no dev.jsonl")
     args = p.parse_args(argv)
@@ -133,7 +137,7 @@ def evaluate(args: argparse.Namespace) -> Results:
     if getattr(args, "sentence_transformer", None):
         systems[SENTENCE_TRANSFORMER] = SentenceTransformerEncoder(args.sentence_transformer)
     else:
-        trained = systems[TRAINED] = Embedder.load(args.checkpoint, args.step)
+        trained = systems[TRAINED] = Embedder.load(args.checkpoint, args.step, getattr(args, "dtype", None))
         if not args.no_baselines:
             systems[RANDOM] = Embedder.random_init(trained.model, trained.tokenizer, trained.max_len)
         if tasks and not args.data_dir:
@@ -177,8 +181,9 @@ def format_table(results: Results) -> str:
 
 
 def output_path(args: argparse.Namespace) -> str:
-    """eval_<split>.json beside the model; eval_<split>_step<N>.json for an explicit --step."""
+    """eval_<split>.json beside the model; eval_<split>_step<N>.json for an explicit --step, _<dtype> for --dtype."""
     suffix = f"_step{args.step}" if args.step is not None else ""
+    suffix += f"_{args.dtype}" if getattr(args, "dtype", None) else ""
     return os.path.join(args.checkpoint or args.sentence_transformer, f"eval_{args.split}{suffix}.json")
 
 

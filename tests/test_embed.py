@@ -36,6 +36,18 @@ def test_jsonl_to_npy_matches_the_embedder(run_dir, tmp_path, side):
     np.testing.assert_allclose(got, Embedder.load(run_dir).encode(TEXTS, side=side), atol=1e-6)
 
 
+def test_dtype_flag_encodes_in_bfloat16(run_dir, tmp_path):
+    texts = ["Return the sum.", "ünïcode ✓", "def add(a, b): return a + b"]
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(texts) + "\n")
+    embed.main(["--checkpoint", run_dir, "--input", str(src), "--output", str(tmp_path / "e.npy"), "--dtype", "bfloat16"])
+    got = np.load(tmp_path / "e.npy", allow_pickle=False)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, Embedder.load(run_dir, dtype="bfloat16").encode(texts, batch_size=128))
+    full = Embedder.load(run_dir).encode(texts)
+    assert 0 < np.abs(got - full).max() < 5e-2 and (got * full).sum(axis=1).min() > 0.995
+
+
 def test_plain_text_lines_and_custom_field(tmp_path):
     (tmp_path / "a.txt").write_text("one\ntwo words\n\n")
     assert embed.read_texts(str(tmp_path / "a.txt"), "text") == ["one", "two words", ""]

@@ -22,11 +22,11 @@ class FakeEmbedder(HashEncoder):
     """Stands in for cpt_jax.embedder.Embedder: load() and random_init() give differently salted encoders."""
 
     model = tokenizer = max_len = None
-    loaded: list[tuple[str, int | None]] = []
+    loaded: list[tuple[str, int | None, str | None]] = []
 
     @classmethod
-    def load(cls, run_dir: str, step: int | None = None) -> FakeEmbedder:
-        cls.loaded.append((run_dir, step))
+    def load(cls, run_dir: str, step: int | None = None, dtype: str | None = None) -> FakeEmbedder:
+        cls.loaded.append((run_dir, step, dtype))
         return cls("trained")
 
     @classmethod
@@ -91,7 +91,7 @@ def test_main_beir_and_classification_with_baselines(folders, capsys):
     assert results[cls_task]["cpt-jax (trained)"]["accuracy"] == 1.0
     assert results[cls_task]["bag of words (TF-IDF)"]["accuracy"] == 1.0
     assert beir_task in out and "recall@100" in out and "macro_f1" in out and "wrote" in out
-    assert FakeEmbedder.loaded[-1] == (run, None)
+    assert FakeEmbedder.loaded[-1] == (run, None, None)
 
 
 def test_main_no_baselines_and_step(folders):
@@ -99,7 +99,15 @@ def test_main_no_baselines_and_step(folders):
     cli.main(["--checkpoint", run, "--step", "3", "--tasks", "", "--beir", beir, "--split", "test", "--no_baselines"])
     (scores,) = json.loads(open(os.path.join(run, "eval_test_step3.json")).read()).values()
     assert list(scores) == ["cpt-jax (trained)"]
-    assert FakeEmbedder.loaded[-1] == (run, 3)
+    assert FakeEmbedder.loaded[-1] == (run, 3, None)
+
+
+def test_main_dtype_is_passed_on_and_names_the_results_file(folders):
+    run, beir, _ = folders
+    cli.main(["--checkpoint", run, "--dtype", "bfloat16", "--tasks", "", "--beir", beir, "--no_baselines"])
+    assert FakeEmbedder.loaded[-1] == (run, None, "bfloat16")
+    assert os.path.exists(os.path.join(run, "eval_test_bfloat16.json"))
+    assert not os.path.exists(os.path.join(run, "eval_test.json"))  # the float32 results are not overwritten
 
 
 def test_evaluate_beir_systems_programmatic(folders):

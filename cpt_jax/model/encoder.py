@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 from cpt_jax.model.config import ModelConfig
+from cpt_jax.model.matmul import matmul
 
 Array = jax.Array
 
@@ -61,11 +62,12 @@ def token_matmul(x: Array, kernel: Array) -> Array:
     Same result as einsum("bsd,d...->bs...", x, kernel), but from the flat [batch * seq, d_in]
     form autodiff writes the weight gradient as one x^T @ grad over the tokens. From the 3-D form XLA:CPU first copies the
     gradient transposed and then runs a slower kernel: a MiniLM MLP's forward + backward takes
-    about 1.5x as long (bench/kernels.py). The sharded batch axis stays the major one.
+    about 1.5x as long (bench/kernels.py). The sharded batch axis stays the major one. Narrow
+    (bfloat16) products accumulate in float32 (matmul.py).
     """
     batch, seq, d_in = x.shape
     out = kernel.shape[1:]
-    flat = x.reshape(batch * seq, d_in) @ kernel.reshape(d_in, -1)
+    flat = matmul(x.reshape(batch * seq, d_in), kernel.reshape(d_in, -1))
     return flat.reshape(batch, seq, *out)
 
 
@@ -102,12 +104,12 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
     q = q.transpose(0, 2, 1, 3).reshape(b, kv, n // kv * t, h)
     # Logits and softmax in float32 at least (float64 stays float64, for the float64 references).
     acc = jnp.promote_types(q.dtype, jnp.float32)
-    logits = jnp.matmul(q, k.transpose(0, 2, 3, 1), preferred_element_type=acc).reshape(b, n, t, -1)
+    logits = matmul(q, k.transpose(0, 2, 3, 1), out_dtype=acc).reshape(b, n, t, -1)
     logits = logits * jnp.asarray(1 / math.sqrt(h), acc)
     # A large finite negative, not -inf: a fully masked (padding) query row stays finite.
     logits = jnp.where(mask, logits, jnp.asarray(-0.7 * float(jnp.finfo(acc).max), acc))
     probs = checkpoint_name(jax.nn.softmax(logits, axis=-1).astype(v.dtype), "attention_probs")
-    out = jnp.matmul(probs.reshape(b, kv, n // kv * t, -1), v.transpose(0, 2, 1, 3))
+    out = matmul(probs.reshape(b, kv, n // kv * t, -1), v.transpose(0, 2, 1, 3))
     return out.reshape(b, n, t, h).transpose(0, 2, 1, 3)
 
 

@@ -220,6 +220,29 @@ def test_bfloat16_compute_is_close_to_float32():
     assert cos.min() > 0.995, cos
 
 
+def test_bfloat16_gradients_follow_float32_under_every_remat_policy():
+    """bfloat16 compute (matmul.py's float32-accumulating products with narrow cotangents) gives
+    the float32 loss and gradient directions, with and without remat; float32 parameter gradients."""
+    tokens, mask = random_side(np.random.default_rng(4), 8, 10)
+
+    def loss(p, cfg):
+        e = embed(p, cfg, tokens, mask)
+        return contrastive_loss(e[:4], e[4:], jnp.float32(2.0))[0]
+
+    @jax.jit
+    def run(p):
+        ref = jax.value_and_grad(loss)(p, TINY)
+        return ref, {r: jax.value_and_grad(loss)(p, dataclasses.replace(TINY, dtype="bfloat16", remat=r)) for r in ("none", "full", "dots")}
+
+    (ref_loss, ref_grads), low = jax.device_get(run(params()))
+    flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])  # noqa: E731
+    for policy, (value, grads) in low.items():
+        assert all(g.dtype == np.float32 for g in jax.tree.leaves(grads)), policy
+        np.testing.assert_allclose(value, ref_loss, rtol=2e-3, err_msg=policy)
+        g, r = flat(grads), flat(ref_grads)
+        assert g @ r / np.linalg.norm(g) / np.linalg.norm(r) > 0.999, policy
+
+
 def test_sequence_longer_than_max_len_raises():
     tokens = jnp.ones((2, TINY.max_len + 1), jnp.int32)
     with pytest.raises(ValueError, match=r"Sequence length 17 exceeds ModelConfig.max_len=16"):
