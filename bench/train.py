@@ -4,7 +4,8 @@
     python bench/train.py --shape tiny --batch 4096 --seq 64 --chunk 256 --rounds 1 --steps 2 --warmup 1
 
 Both frameworks train the same randomly initialised BERT-family encoder (bench/common.py
-BERT_SHAPES; cpt-jax imports the very weights PyTorch starts from), mean pooling, dropout 0, AdamW,
+BERT_SHAPES; cpt-jax imports the very weights PyTorch starts from), mean (or --pooling eos: the
+last token, sentence-transformers' "lasttoken") pooling, dropout 0, AdamW,
 on the same random token batches padded to --seq on both sides, with the symmetric in-batch loss:
 cpt-jax's train step (learned temperature) and sentence-transformers' MultipleNegativesRankingLoss
 with directions query_to_doc + doc_to_query, partition_mode per_direction (scale 20), or with
@@ -17,7 +18,9 @@ bench/train.py ... compares the two on tcmalloc.
 
 MFU = model FLOPs (cpt_jax/model/flops.py: matmuls, attention, logits; forward + backward) per
 second / the float32 matmul peak measured at the start of this run (the best of JAX and PyTorch
-on a 2048^3 multiply). Tokenisation is not timed here (bench/pipeline.py measures it).
+on a 2048^3 multiply); with --pooling eos, the FLOPs EOS pooling needs (the last layer at the last
+token only, which cpt-jax computes and sentence-transformers exceeds). Tokenisation is not timed
+here (bench/pipeline.py measures it).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def run_jax(args: argparse.Namespace) -> dict:
 
     model, params, _ = load_hf_checkpoint(args.model_dir, dropout=0.0, scan_layers=bool(args.scan_layers),
                                           scan_unroll=args.scan_unroll or BERT_SHAPES[args.shape]["num_hidden_layers"])
-    model = dataclasses.replace(model, pooling="mean", max_len=args.seq, dtype=args.dtype, remat=args.remat)
+    model = dataclasses.replace(model, pooling=args.pooling, max_len=args.seq, dtype=args.dtype, remat=args.remat)
     params["position_embedding"] = params["position_embedding"][: args.seq]
     opt = OptimizerConfig(learning_rate=1e-4, warmup_steps=0, decay="constant", weight_decay=0.01)
     total = args.warmup + args.steps
@@ -93,7 +96,8 @@ def run_torch(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(os.cpu_count() or 1)
     transformer = Transformer(args.model_dir, max_seq_length=args.seq)
-    model = SentenceTransformer(modules=[transformer, Pooling(BERT_SHAPES[args.shape]["hidden_size"], "mean")])
+    pooling = {"mean": "mean", "eos": "lasttoken"}[args.pooling]
+    model = SentenceTransformer(modules=[transformer, Pooling(BERT_SHAPES[args.shape]["hidden_size"], pooling)])
     model.train()
     both = dict(directions=("query_to_doc", "doc_to_query"), partition_mode="per_direction")
     if args.chunk:
@@ -139,6 +143,8 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=0, help="GradCache / CachedMNRL mini-batch (0: plain)")
     p.add_argument("--dtype", default="float32", help="cpt-jax compute dtype")
     p.add_argument("--remat", default="none", help="cpt-jax ModelConfig.remat")
+    p.add_argument("--pooling", default="mean", choices=("mean", "eos"),
+                   help="mean, or the paper's EOS (last-token) pooling, in both frameworks")
     p.add_argument("--scan_layers", type=int, default=1, help="cpt-jax ModelConfig.scan_layers (1: nn.scan, 0: unrolled)")
     p.add_argument("--scan_unroll", type=int, default=0, help="cpt-jax ModelConfig.scan_unroll (0: all layers)")
     p.add_argument("--rounds", type=int, default=3)
@@ -157,12 +163,12 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory()
     args.model_dir = write_bert(args.model_dir or tmp.name, args.shape)
     with open(os.path.join(args.model_dir, "config.json")) as f:
-        cfg = model_config_from_hf(json.load(f))
+        cfg = dataclasses.replace(model_config_from_hf(json.load(f)), pooling=args.pooling)
     flops = train_step_flops(cfg, args.batch, args.seq, args.seq)
     peaks = {fw: matmul_peak_gflops(fw) for fw in ("jax", "torch")}
     peak = max(peaks.values())
     mode = f"GradCache/CachedMNRL mini-batch {args.chunk}" if args.chunk else "plain step / MNRL"
-    print(header(f"{args.shape} BERT, batch {args.batch}, seq {args.seq}+{args.seq}, {mode}, cpt-jax {args.dtype}, "
+    print(header(f"{args.shape} BERT, batch {args.batch}, seq {args.seq}+{args.seq}, {mode}, {args.pooling} pooling, cpt-jax {args.dtype}, "
                  f"{_layers(args)}, remat {args.remat}"))
     print(f"# float32 matmul peak (2048^3): jax {peaks['jax']:.0f} GFLOP/s, torch {peaks['torch']:.0f} GFLOP/s; "
           f"model FLOPs per step {flops / 1e9:.1f} G")

@@ -41,6 +41,11 @@ class ModelConfig:
       dtype: compute dtype ("float32" or "bfloat16"); parameters stay float32.
       attention: "causal" (the paper's GPT-style encoder) or "bidirectional" (BERT family).
       pooling: "eos" (hidden state at the side's EOS token, the paper) or "mean" over real tokens.
+      eos_last_layer: with EOS pooling, run the last layer's queries, attention output, MLP and
+        final norm at the EOS token alone: the same embeddings, 10/12 of a layer's FLOPs and its
+        activations saved. With scanned layers this slices the stacked layer parameters, one extra
+        copy of them per step; turn it off where a device holds more parameters than one layer's
+        activations (bench/README.md: the memory either way).
       scan_layers: stack the blocks with nn.scan (one compiled block: fast compiles at depth).
       scan_unroll: blocks per iteration of that scan; num_layers or more gives straight-line code
         over the same stacked parameters (more is allowed, so an init_from run can set it before the
@@ -72,6 +77,7 @@ class ModelConfig:
     dtype: str = "float32"
     attention: str = "causal"
     pooling: str = "eos"
+    eos_last_layer: bool = True
     scan_layers: bool = True
     scan_unroll: int = 1
     remat: str = "none"

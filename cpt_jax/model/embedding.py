@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 
 from cpt_jax.model.config import ModelConfig
 from cpt_jax.model.encoder import Encoder
-from cpt_jax.model.pooling import pool
+from cpt_jax.model.pooling import eos_positions, l2_normalize, pool
 
 Array = jax.Array
 Params = Any
@@ -36,13 +37,15 @@ def embed(
 ) -> Array:
     """tokens, mask: [batch, seq] -> L2-normalised float32 embeddings [batch, d_model].
 
-    Dropout is active iff a dropout_rng is given.
+    Dropout is active iff a dropout_rng is given. With EOS pooling (and ModelConfig.eos_last_layer)
+    the encoder's last layer runs at the EOS positions alone (Encoder's `positions`): the same
+    embeddings, fewer FLOPs.
     """
     rngs = {} if dropout_rng is None else {"dropout": dropout_rng}
-    hidden = Encoder(cfg).apply(
-        {"params": params}, tokens, mask, deterministic=dropout_rng is None, rngs=rngs
-    )
-    return pool(hidden, mask, cfg.pooling)
+    apply = functools.partial(Encoder(cfg).apply, {"params": params}, tokens, mask, dropout_rng is None, rngs=rngs)
+    if cfg.pooling == "eos" and cfg.eos_last_layer:
+        return l2_normalize(apply(positions=eos_positions(mask)).astype(jnp.float32))
+    return pool(apply(), mask, cfg.pooling)
 
 
 def param_count(cfg: ModelConfig) -> int:

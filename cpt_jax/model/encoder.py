@@ -83,6 +83,23 @@ def attention_mask(mask: Array, causal: bool) -> Array:
     return keys & jnp.tril(jnp.ones((seq, seq), bool))[None, None]
 
 
+def attention_mask_at(mask: Array, positions: Array, causal: bool) -> Array:
+    """The rows of attention_mask(mask, causal) at one query position per sequence.
+
+    mask: [batch, seq]; positions: [batch] int -> bool [batch, 1, 1, k_len].
+    """
+    keys = mask.astype(bool)[:, None, None, :]
+    if not causal:
+        return keys
+    return keys & (jnp.arange(mask.shape[-1])[None, None, None, :] <= positions[:, None, None, None])
+
+
+def take_positions(x: Array, positions: Array) -> Array:
+    """x: [batch, seq, ...] at one position per sequence, positions: [batch] -> [batch, 1, ...]."""
+    index = positions.reshape((-1, 1) + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, index, axis=1)
+
+
 @functools.partial(jax.checkpoint, policy=jax.checkpoint_policies.save_only_these_names("attention_probs"))
 def dot_product_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
     """softmax(q k^T / sqrt(head_dim), masked) v, with grouped keys/values.
@@ -113,16 +130,19 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
     return out.reshape(b, n, t, h).transpose(0, 2, 1, 3)
 
 
-def rotary(x: Array, theta: float) -> Array:
-    """Rotary position embedding at positions 0..seq-1, Hugging Face rotate_half layout.
+def rotary(x: Array, theta: float, positions: Array | None = None) -> Array:
+    """Rotary position embedding, Hugging Face rotate_half layout.
 
-    x: [batch, seq, heads, head_dim] -> same shape and dtype. Feature i pairs with
-    i + head_dim/2 (not 2i with 2i+1), so HF Llama / Qwen2 q and k weights need no permutation.
+    x: [batch, seq, heads, head_dim] -> same shape and dtype, at positions [batch, seq] (default
+    0..seq-1). Feature i pairs with i + head_dim/2 (not 2i with 2i+1), so HF Llama / Qwen2 q and k
+    weights need no permutation.
     """
     seq, dim = x.shape[1], x.shape[-1]
+    if positions is None:
+        positions = jnp.arange(seq)[None, :]
     inv_freq = 1.0 / (theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
-    angles = jnp.arange(seq, dtype=jnp.float32)[:, None] * inv_freq[None, :]  # [seq, dim/2]
-    cos, sin = jnp.cos(angles)[None, :, None, :], jnp.sin(angles)[None, :, None, :]
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [batch or 1, seq, dim/2]
+    cos, sin = jnp.cos(angles)[:, :, None, :], jnp.sin(angles)[:, :, None, :]
     x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
 
@@ -131,8 +151,9 @@ class SelfAttention(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x: Array, attn_mask: Array, deterministic: bool) -> Array:
-        """x: [batch, seq, d_model] -> [batch, seq, d_model]."""
+    def __call__(self, x: Array, attn_mask: Array, deterministic: bool, positions: Array | None = None) -> Array:
+        """x: [batch, seq, d_model] -> [batch, seq, d_model], or with query positions [batch] the
+        outputs at those positions only, [batch, 1, d_model] (keys and values still from every token)."""
         cfg = self.config
         dt = cfg.compute_dtype
         qkv = []
@@ -145,12 +166,13 @@ class SelfAttention(nn.Module):
             # with 3-d logical constraints when a mesh is active.
             shape = (cfg.d_model, heads, cfg.head_dim)
             kernel = self.param(f"{name}_kernel", _param_init(("embed", head_axis, "kv")), shape)
-            t = token_matmul(x.astype(dt), kernel.astype(dt))
+            queries_only = name == "query" and positions is not None
+            t = token_matmul((take_positions(x, positions) if queries_only else x).astype(dt), kernel.astype(dt))
             if cfg.qkv_bias:
                 bias = self.param(f"{name}_bias", _param_init((head_axis, "kv"), nn.initializers.zeros), shape[1:])
                 t = t + bias.astype(dt)
             if cfg.position == "rope" and name != "value":
-                t = rotary(t, cfg.rope_theta)
+                t = rotary(t, cfg.rope_theta, positions[:, None] if queries_only else None)
             qkv.append(_constrain(t, ("act_batch", "act_length", f"act_{head_axis}", "act_kv")))
         out = dot_product_attention(*qkv, attn_mask)
         kernel = self.param("out_kernel", _param_init(("heads", "kv", "embed")), (cfg.num_heads, cfg.head_dim, cfg.d_model))
@@ -222,49 +244,87 @@ class Block(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x: Array, attn_mask: Array, deterministic: bool) -> tuple[Array, None]:
+    def __call__(
+        self, x: Array, attn_mask: Array, deterministic: bool, positions: Array | None = None
+    ) -> tuple[Array, None]:
+        """x: [batch, seq, d_model] -> [batch, seq, d_model]; with positions [batch] (and attn_mask's
+        rows there, attention_mask_at) only the outputs at those positions, [batch, 1, d_model]."""
         cfg = self.config
         attn, mlp = SelfAttention(cfg, name="attention"), Mlp(cfg, name="mlp")
         ln_attn, ln_mlp = _norm(cfg, "ln_attention"), _norm(cfg, "ln_mlp")
+        residual = x if positions is None else take_positions(x, positions)
         if cfg.norm_position == "pre":
-            x = x + attn(ln_attn(x), attn_mask, deterministic)
+            x = residual + attn(ln_attn(x), attn_mask, deterministic, positions)
             x = x + mlp(ln_mlp(x), deterministic)
         else:
-            x = ln_attn(x + attn(x, attn_mask, deterministic))
+            x = ln_attn(residual + attn(x, attn_mask, deterministic, positions))
             x = ln_mlp(x + mlp(x, deterministic))
         # The (carry, output) pair lets the same module run under nn.scan.
         return _constrain(x, ("act_batch", "act_length", "act_embed")), None
 
 
-def _block_stack(cfg: ModelConfig) -> Any:
-    block = Block
-    if cfg.remat != "none":
-        policy = jax.checkpoint_policies.checkpoint_dots if cfg.remat == "dots" else None
-        block = nn.remat(Block, policy=policy, static_argnums=(3,))
-    if not cfg.scan_layers:
-        return block
+def _block(cfg: ModelConfig) -> Any:
+    """Block, rematerialised in the backward pass per ModelConfig.remat."""
+    if cfg.remat == "none":
+        return Block
+    policy = jax.checkpoint_policies.checkpoint_dots if cfg.remat == "dots" else None
+    return nn.remat(Block, policy=policy, static_argnums=(3,))
+
+
+def _scan(block: Any, cfg: ModelConfig, length: int) -> Any:
+    """`length` blocks as one scanned module, parameters stacked on a leading "layers" axis."""
     return nn.scan(
         block,
         variable_axes={"params": 0},
         split_rngs={"params": True, "dropout": True},
         in_axes=(nn.broadcast, nn.broadcast),
-        length=cfg.num_layers,
+        length=length,
         unroll=cfg.scan_unroll,
         metadata_params={nn.PARTITION_NAME: "layers"},
     )
 
 
+class _LastLayerApart(nn.Module):
+    """The scanned stack as layers 0..L-2 ("body", scanned) and layer L-1 ("last") at one query
+    position per sequence. Encoder applies it through nn.map_variables, which splits the stacked
+    [num_layers, ...] parameters of "blocks" into these two, so the checkpoint layout is unchanged."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x: Array, attn_mask: Array, rows: Array, deterministic: bool, positions: Array) -> Array:
+        """x: [batch, seq, d_model] -> [batch, 1, d_model] (the last layer's output at positions)."""
+        cfg = self.config
+        block = _block(cfg)
+        if cfg.num_layers > 1:
+            x, _ = _scan(block, cfg, cfg.num_layers - 1)(cfg, name="body")(x, attn_mask, deterministic)
+        return block(cfg, name="last")(x, rows, deterministic, positions)[0]
+
+
+def _split_last_layer(variables: Any) -> Any:
+    return {
+        col: {"body": jax.tree.map(lambda a: a[:-1], tree), "last": jax.tree.map(lambda a: a[-1], tree)}
+        for col, tree in variables.items()
+    }
+
+
 class Encoder(nn.Module):
     """Token ids -> last-layer hidden states.
 
-    __call__(tokens [batch, seq] int32, mask [batch, seq] int) -> [batch, seq, d_model].
-    Sequences are right-padded: real tokens sit at positions 0..n-1 (learned and rotary positions alike).
+    __call__(tokens [batch, seq] int32, mask [batch, seq] int) -> [batch, seq, d_model], or with
+    positions [batch] int the hidden states at those positions alone, [batch, d_model]: then the
+    last layer computes its keys and values for every token but its queries, attention output,
+    MLP and final norm at those positions only (what EOS pooling needs; cheaper by about
+    10/12 of a layer). Sequences are right-padded: real tokens sit at positions 0..n-1 (learned
+    and rotary positions alike).
     """
 
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, tokens: Array, mask: Array, deterministic: bool = True) -> Array:
+    def __call__(
+        self, tokens: Array, mask: Array, deterministic: bool = True, positions: Array | None = None
+    ) -> Array:
         cfg = self.config
         seq = tokens.shape[-1]
         if seq > cfg.max_len:
@@ -283,11 +343,23 @@ class Encoder(nn.Module):
             x = _norm(cfg, "ln_embedding")(x)
         x = nn.Dropout(cfg.dropout)(x, deterministic=deterministic).astype(cfg.compute_dtype)
         x = _constrain(x, ("act_batch", "act_length", "act_embed"))
-        attn_mask = attention_mask(mask, causal=cfg.attention == "causal")
-        stack = _block_stack(cfg)
+        causal = cfg.attention == "causal"
+        attn_mask = attention_mask(mask, causal)
+        block = _block(cfg)
+        if positions is None or self.is_initializing():
+            if cfg.scan_layers:
+                x, _ = _scan(block, cfg, cfg.num_layers)(cfg, name="blocks")(x, attn_mask, deterministic)
+            else:
+                for i in range(cfg.num_layers):
+                    x, _ = block(cfg, name=f"block_{i}")(x, attn_mask, deterministic)
+            return _norm(cfg, "ln_final")(x) if cfg.final_norm else x
+        rows = attention_mask_at(mask, positions, causal)
         if cfg.scan_layers:
-            x, _ = stack(cfg, name="blocks")(x, attn_mask, deterministic)
+            stack = nn.map_variables(_LastLayerApart, "params", trans_in_fn=_split_last_layer)
+            x = stack(cfg, name="blocks")(x, attn_mask, rows, deterministic, positions)
         else:
-            for i in range(cfg.num_layers):
-                x, _ = stack(cfg, name=f"block_{i}")(x, attn_mask, deterministic)
+            for i in range(cfg.num_layers - 1):
+                x, _ = block(cfg, name=f"block_{i}")(x, attn_mask, deterministic)
+            x, _ = block(cfg, name=f"block_{cfg.num_layers - 1}")(x, rows, deterministic, positions)
+        x = x[:, 0]
         return _norm(cfg, "ln_final")(x) if cfg.final_norm else x

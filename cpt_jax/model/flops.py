@@ -14,13 +14,20 @@ from cpt_jax.model.config import ModelConfig
 
 
 def encoder_forward_flops(cfg: ModelConfig, seq: int) -> int:
-    """Forward matmul FLOPs of one sequence of `seq` tokens through the encoder."""
+    """Forward matmul FLOPs of one sequence of `seq` tokens through the encoder, to its pooled output.
+
+    With EOS pooling (and ModelConfig.eos_last_layer) the last layer computes keys and values of
+    every token but everything else at the EOS token alone (model/encoder.py): 4 d_model kv_width
+    per token, and one token's worth of the rest.
+    """
     q_width, kv_width = cfg.num_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
-    projections = cfg.d_model * (2 * q_width + 2 * kv_width)  # q, k, v in; attention out
-    mlp = cfg.d_model * cfg.d_mlp * (3 if cfg.gated_mlp else 2)
-    per_token = 2 * (projections + mlp)
-    attention = 2 * 2 * seq * seq * q_width  # scores q k^T and the weighted sum of values
-    return cfg.num_layers * (seq * per_token + attention)
+    keys_values = 2 * cfg.d_model * 2 * kv_width  # per token
+    queries_out_mlp = 2 * (cfg.d_model * 2 * q_width + cfg.d_model * cfg.d_mlp * (3 if cfg.gated_mlp else 2))
+    scores_values = 2 * 2 * seq * q_width  # per query: q k^T and the weighted sum of values
+    layer = seq * (keys_values + queries_out_mlp + scores_values)
+    if cfg.pooling != "eos" or not cfg.eos_last_layer:
+        return cfg.num_layers * layer
+    return (cfg.num_layers - 1) * layer + seq * keys_values + queries_out_mlp + scores_values
 
 
 def logits_forward_flops(batch: int, d_model: int, negatives_per_pair: int = 0) -> int:

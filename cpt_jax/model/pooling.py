@@ -8,13 +8,17 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-def eos_pool(hidden: Array, mask: Array) -> Array:
-    """Hidden state at the last real token, which the tokenizer guarantees is the side's EOS.
+def eos_positions(mask: Array) -> Array:
+    """Position of the last real token, which the tokenizer guarantees is the side's EOS.
 
-    hidden: [batch, seq, d]; mask: [batch, seq] (1 = real token, right-padded) -> [batch, d].
+    mask: [batch, seq] (1 = real token, right-padded) -> int32 [batch].
     """
-    last = jnp.sum(mask.astype(jnp.int32), axis=-1) - 1
-    return jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
+    return jnp.sum(mask.astype(jnp.int32), axis=-1) - 1
+
+
+def eos_pool(hidden: Array, mask: Array) -> Array:
+    """Hidden state at the EOS token. hidden: [batch, seq, d]; mask: [batch, seq] -> [batch, d]."""
+    return jnp.take_along_axis(hidden, eos_positions(mask)[:, None, None], axis=1)[:, 0]
 
 
 def mean_pool(hidden: Array, mask: Array) -> Array:

@@ -14,6 +14,7 @@ from jax.sharding import PartitionSpec as P
 
 from cpt_jax.model import embed, init_boxed, init_params
 from cpt_jax.model.encoder import Encoder, rotary
+from cpt_jax.model.pooling import eos_pool, eos_positions, pool
 from cpt_jax.parallel.rules import DEFAULT_RULES, logical_shardings
 from tests.helpers import TINY, mesh, random_params, random_side
 
@@ -138,3 +139,60 @@ def test_grouped_query_params_shard_and_run_on_a_mesh():
         sharded = jax.jit(lambda p: embed(p, LLAMA, tokens, mask))(placed)
     assert len(sharded.sharding.device_set) == 8
     np.testing.assert_allclose(sharded, jax.jit(lambda p: embed(p, LLAMA, tokens, mask))(params), rtol=0, atol=1e-6)
+
+
+
+@pytest.mark.parametrize(
+    "name, attention, layers, scan, remat",
+    [
+        ("default", "causal", 3, True, "none"),
+        ("default", "bidirectional", 1, True, "none"),
+        ("llama", "causal", 3, False, "none"),
+        ("llama", "bidirectional", 3, True, "full"),
+        ("qwen2", "causal", 3, True, "dots"),
+        ("qwen2", "bidirectional", 2, False, "none"),
+        ("bert", "causal", 1, False, "none"),
+        ("bert", "bidirectional", 3, True, "none"),
+    ],
+)
+def test_last_layer_at_eos_positions_equals_the_full_stack(name, attention, layers, scan, remat):
+    """Encoder(positions=EOS) - the last layer's queries, MLP and final norm at the EOS token only -
+    gives the full stack's hidden state there and the same gradients (float32 rounding apart), for
+    every architecture, scanned (1 to 3 layers) and unrolled, with and without remat."""
+    tokens, mask = random_side(np.random.default_rng(7), 5, 12)
+    weights = np.random.default_rng(0).normal(size=(5, TINY.d_model)).astype(np.float32)
+    cfg = dataclasses.replace(VARIANTS[name], attention=attention, num_layers=layers, scan_layers=scan, remat=remat)
+    encoder, params = Encoder(cfg), random_params(cfg, scale=0.2)
+
+    def full(p):
+        return eos_pool(encoder.apply({"params": p}, tokens, mask), mask)
+
+    def at_eos(p):
+        return encoder.apply({"params": p}, tokens, mask, positions=eos_positions(mask))
+
+    (v_full, g_full), (v_eos, g_eos) = (
+        jax.jit(jax.value_and_grad(lambda p, f=f: (f(p) * weights).sum()))(params) for f in (full, at_eos)
+    )
+    np.testing.assert_allclose(v_eos, v_full, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g_eos, g_full)
+    np.testing.assert_allclose(jax.jit(at_eos)(params), jax.jit(full)(params), rtol=1e-5, atol=1e-5)
+    # Any position, not only the last real one (where a causal row sees every real key anyway).
+    middle = eos_positions(mask) // 2
+    hidden = encoder.apply({"params": params}, tokens, mask)
+    np.testing.assert_allclose(
+        encoder.apply({"params": params}, tokens, mask, positions=middle),
+        np.take_along_axis(np.asarray(hidden), np.asarray(middle)[:, None, None], axis=1)[:, 0],
+        rtol=1e-5, atol=1e-5,
+    )
+
+
+def test_embed_pools_eos_through_the_last_layer_at_eos():
+    tokens, mask = random_side(np.random.default_rng(8), 4, 10)
+    params = random_params(TINY)
+    hidden = Encoder(TINY).apply({"params": params}, tokens, mask)
+    np.testing.assert_allclose(embed(params, TINY, tokens, mask), pool(hidden, mask, "eos"), rtol=1e-5, atol=1e-6)
+    jaxpr = str(jax.make_jaxpr(lambda p: embed(p, TINY, tokens, mask))(params))
+    assert "f32[4,1,4,8]" in jaxpr  # the last layer's queries: one position per row, 4 heads of 8
+    full = dataclasses.replace(TINY, eos_last_layer=False)  # the whole last layer, then the EOS row
+    np.testing.assert_allclose(embed(params, full, tokens, mask), pool(hidden, mask, "eos"), rtol=1e-5, atol=1e-6)
+    assert "f32[4,1,4,8]" not in str(jax.make_jaxpr(lambda p: embed(p, full, tokens, mask))(params))

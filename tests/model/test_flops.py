@@ -39,8 +39,9 @@ def _dot_flops(jaxpr: jex.core.Jaxpr) -> int:
         ModelConfig(vocab_size=300, d_model=64, num_layers=2, num_heads=8, num_kv_heads=2, d_mlp=80, max_len=32,
                     norm="rmsnorm", position="rope", activation="silu", gated_mlp=True, qkv_bias=False,
                     out_bias=False, mlp_bias=False),
+        ModelConfig(vocab_size=300, d_model=64, num_layers=3, num_heads=4, d_mlp=96, max_len=32, eos_last_layer=False),
     ],
-    ids=["gpt_scan", "bert_unrolled", "llama_gqa"],
+    ids=["gpt_scan", "bert_unrolled", "llama_gqa", "gpt_full_last_layer"],
 )
 def test_encoder_forward_flops_match_traced_matmuls(cfg: ModelConfig) -> None:
     params = init_params(cfg, jax.random.key(0))
