@@ -302,6 +302,7 @@ class _LastLayerApart(nn.Module):
 
 
 def _split_last_layer(variables: Any) -> Any:
+    """{col: stacked [num_layers, ...] tree} -> {col: {"body": layers 0..L-2, "last": layer L-1}}."""
     return {
         col: {"body": jax.tree.map(lambda a: a[:-1], tree), "last": jax.tree.map(lambda a: a[-1], tree)}
         for col, tree in variables.items()
@@ -352,6 +353,8 @@ class Encoder(nn.Module):
             else:
                 for i in range(cfg.num_layers):
                     x, _ = block(cfg, name=f"block_{i}")(x, attn_mask, deterministic)
+            if positions is not None:  # initialising: the whole stack creates the parameters
+                x = take_positions(x, positions)[:, 0]
             return _norm(cfg, "ln_final")(x) if cfg.final_norm else x
         rows = attention_mask_at(mask, positions, causal)
         if cfg.scan_layers:

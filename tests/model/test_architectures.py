@@ -196,3 +196,12 @@ def test_embed_pools_eos_through_the_last_layer_at_eos():
     full = dataclasses.replace(TINY, eos_last_layer=False)  # the whole last layer, then the EOS row
     np.testing.assert_allclose(embed(params, full, tokens, mask), pool(hidden, mask, "eos"), rtol=1e-5, atol=1e-6)
     assert "f32[4,1,4,8]" not in str(jax.make_jaxpr(lambda p: embed(p, full, tokens, mask))(params))
+
+
+def test_init_with_positions_gives_the_same_parameters_and_output_shape():
+    tokens, mask = random_side(np.random.default_rng(9), 3, 8)
+    positions = eos_positions(mask)
+    plain = Encoder(TINY).init(jax.random.key(0), tokens, mask)
+    out, with_positions = Encoder(TINY).init_with_output(jax.random.key(0), tokens, mask, positions=positions)
+    jax.tree.map(np.testing.assert_array_equal, nn.meta.unbox(with_positions), nn.meta.unbox(plain))
+    assert out.shape == (3, TINY.d_model)
