@@ -82,6 +82,9 @@ def git_state() -> dict[str, Any] | None:
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     start, load_start = time.perf_counter(), os.getloadavg()
+    # The code the runs are trained with: read before the report writes its own tracked files
+    # (RESULTS.md, results/), which would otherwise always count as uncommitted changes.
+    git = git_state()
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sizes = QUICK if args.quick else FULL
     default_out = os.path.join(REPO_ROOT, "outputs", "report_quick" if args.quick else "report")
@@ -113,7 +116,7 @@ def main(argv: list[str]) -> None:
             "machine": machine(),
             "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
             "versions": versions(),
-            "git": git_state(),
+            "git": git,
             "out_dir": display_path(out_dir),
         },
         "sizes": dataclasses.asdict(sizes),

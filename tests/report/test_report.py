@@ -293,6 +293,8 @@ def test_quick_report_end_to_end(tmp_path):
     # A user's process sees the real CPU device, not the 8 fake ones tests/conftest.py asks for.
     env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f)
     command = [sys.executable, "-m", "cpt_jax.report", "--quick", "--out_dir", str(out)]
+    git = lambda *a: subprocess.run(["git", *a], cwd=runner.REPO_ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
+    code = {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
     subprocess.run(command, cwd=runner.REPO_ROOT, env=env, check=True)
     text = (out / "RESULTS.md").read_text()
     results = json.loads((out / "results" / "results.json").read_text())
@@ -308,6 +310,7 @@ def test_quick_report_end_to_end(tmp_path):
         stats = analysis.loss_stability(results["runs"][f"delimiters_{kind}"]["metrics"])
         assert f"| {kind} | {analysis.fmt(stats['final_loss'])} |" in text
     assert format_duration(results["report"]["wall_s"]) in text
+    assert results["report"]["git"] == code  # the checkout the runs were trained from
     again = subprocess.run(command, cwd=runner.REPO_ROOT, env=env, check=True, capture_output=True, text=True)
     assert "training" not in again.stdout.replace("reusing the finished training", "")
     assert "of the 8 trainings were reused" in (out / "RESULTS.md").read_text()
