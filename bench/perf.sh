@@ -18,6 +18,8 @@ python bench/memory.py --model configs/model/s.gin --batches 8 --chunk 4 --run_u
 python bench/mfu.py --model configs/model/tiny.gin --batch 64 --seq 64
 python bench/mfu.py --model configs/model/tiny.gin --batch 64 --seq 64 --scan_layers 0
 python bench/pipeline.py --gin_file configs/experiments/tiny_code.gin --tokenizer outputs/tiny_code/tokenizer
+compare bench/packing.py --gin_file configs/experiments/tiny_code.gin --tokenizer outputs/tiny_code/tokenizer --steps 50 --rounds 3
+compare bench/packing.py --gin_file configs/experiments/minilm_code.gin --steps 20 --rounds 2
 python bench/pipeline.py --gin_file configs/experiments/minilm_code.gin
 compare bench/encode.py --checkpoint outputs/minilm_code --docs 1000 --rounds 2
 compare bench/encode.py --checkpoint outputs/minilm_code --docs 1000 --rounds 2 --dtype bfloat16

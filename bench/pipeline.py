@@ -9,7 +9,9 @@ tokenizer (--tokenizer: an existing one, e.g. outputs/tiny_code/tokenizer; else 
 into a temp dir as the run would), then
   1. pulls --batches global batches and times them: pairs/s, and pairs per CPU-second of this
      process (all threads), which is what the pipeline costs when it shares cores with training;
-  2. compiles the experiment's real train step and times --steps steps on those batches.
+  2. with TrainConfig.pack_sequences, packs them as train() does (BatchPacker, in the loop's own
+     thread; a first pass brings the rows to their high-water mark) and times that;
+  3. compiles the experiment's real train step and times --steps steps on those batches.
 "headroom" is pipeline pairs/s / step pairs/s: above 1 the step never waits for data.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 import tempfile
@@ -38,6 +41,7 @@ def main() -> None:
 
     from cpt_jax import config
     from cpt_jax.data import builders
+    from cpt_jax.data.packing import BatchPacker
     from cpt_jax.data.pipeline import make_batches
     from cpt_jax.interop import pretrained
     from cpt_jax.parallel.mesh import BATCH_AXES, make_mesh
@@ -79,6 +83,14 @@ def main() -> None:
     tx = make_optimizer(cfg.optimizer, cfg.num_steps)
     state, shardings = create_train_state(cfg.model, cfg.temperature, tx, mesh, rules, cfg.seed)
     chunks = cfg.global_batch_size // cfg.grad_cache_chunk_size if cfg.grad_cache_chunk_size else 1
+    pack_rate = None
+    if cfg.pack_sequences:
+        packer = BatchPacker(math.prod(mesh.shape[a] for a in BATCH_AXES) * chunks)
+        for b in batches:
+            packer(b)
+        t = time.perf_counter()
+        batches = [packer(b) for b in batches]
+        pack_rate = len(batches) * cfg.global_batch_size / (time.perf_counter() - t)
     ctx = StepContext(cfg.model, cfg.temperature, tx, mesh, rules, cfg.seed, grad_cache_chunks=chunks)
     step = make_train_step(ctx, shardings, lambda s: learning_rate(cfg.optimizer, cfg.num_steps, s))
     sharding = batch_sharding(mesh, BATCH_AXES)
@@ -94,6 +106,8 @@ def main() -> None:
     print(f"{'what':<34} {'pairs/s':>9} {'pairs/cpu-s':>12}")
     print(f"{'input pipeline (' + str(args.batches) + ' batches)':<34} {pipeline_rate:9.0f} "
           f"{args.batches * cfg.global_batch_size / cpu:12.0f}")
+    if pack_rate is not None:
+        print(f"{'packing (the train loop thread)':<34} {pack_rate:9.0f}")
     print(f"{'train step (' + str(args.steps) + ' steps)':<34} {step_rate:9.1f}")
     print(f"headroom: the pipeline produces {pipeline_rate / step_rate:.1f}x what the step consumes; feeding the "
           f"step takes {step_rate / (args.batches * cfg.global_batch_size / cpu):.1%} of one core")

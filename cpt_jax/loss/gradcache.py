@@ -26,8 +26,10 @@ import jax.numpy as jnp
 
 Array = jax.Array
 Batch = dict[str, Array]
-# (params, tokens [n, seq], mask [n, seq], dropout_rng or None) -> embeddings [n, d]
-EncodeFn = Callable[[Any, Array, Array, Array | None], Array]
+# (params, side, dropout_rng or None) -> embeddings [n, d]; side: the arrays of one side of the
+# batch without their prefix, {"tokens", "mask"} [n, seq] or packed {"tokens", "segments", "ends"}
+# (model.embed_side)
+EncodeFn = Callable[[Any, dict[str, Array], Array | None], Array]
 # (x_emb [N, d], y_emb [N, d], negatives_emb [N, n, d] or None, params) -> (loss [], metrics)
 LossFn = Callable[[Array, Array, Array | None, Any], tuple[Array, dict[str, Array]]]
 
@@ -61,11 +63,18 @@ def negatives_key(rng: Array | None) -> Array | None:
     return None if rng is None else jax.random.fold_in(rng, 2)
 
 
-def encode_grouped(encode: EncodeFn, params: Any, tokens: Array, mask: Array, rng: Array | None) -> Array:
-    """encode over groups: tokens, mask [rows, n, seq] -> embeddings [rows, n, d]."""
-    rows, n = tokens.shape[:2]
-    flat = encode(params, tokens.reshape(rows * n, -1), mask.reshape(rows * n, -1), rng)
-    return flat.reshape(rows, n, -1)
+def batch_side(batch: Batch, side: str) -> dict[str, Array]:
+    """The arrays "{side}_*" of a batch (side "x", "y" or "n"), keyed without the prefix; "n_valid"
+    belongs to the loss, not the encoder."""
+    prefix = side + "_"
+    return {k[len(prefix):]: v for k, v in batch.items() if k.startswith(prefix) and k != "n_valid"}
+
+
+def encode_grouped(encode: EncodeFn, params: Any, side: dict[str, Array], rng: Array | None) -> Array:
+    """encode over groups of unpacked sequences: tokens, mask [rows, n, seq] -> embeddings [rows, n, d]."""
+    rows, n = side["tokens"].shape[:2]
+    flat = {k: side[k].reshape(rows * n, -1) for k in ("tokens", "mask")}
+    return encode(params, flat, rng).reshape(rows, n, -1)
 
 
 def gradcache_value_and_grad(
@@ -81,20 +90,22 @@ def gradcache_value_and_grad(
 
     batch: {"x_tokens", "x_mask", "y_tokens", "y_mask"}: [N, seq], optionally "n_tokens",
     "n_mask": [N, n, seq] (other keys are ignored), with N divisible by num_shards * num_chunks.
+    A packed side ("tokens", "segments" [G, rows, seq], "ends" [G, n]; data/packing.py) has
+    G = num_shards * num_chunks groups, one per chunk and shard.
     The same quantity as jax.value_and_grad of the un-chunked loss when the encoder is
     deterministic; with dropout, chunk k uses fold_in(dropout_rng, k).
     """
     with_negatives = "n_tokens" in batch
-    keys = ("x_tokens", "x_mask", "y_tokens", "y_mask") + (("n_tokens", "n_mask") if with_negatives else ())
-    chunks = {k: to_chunks(batch[k], num_shards, num_chunks) for k in keys}
+    sides = ("x", "y", "n") if with_negatives else ("x", "y")
+    chunks = {s: jax.tree.map(lambda a: to_chunks(a, num_shards, num_chunks), batch_side(batch, s)) for s in sides}
     ids = jnp.arange(num_chunks)
 
-    def embed_chunk(p: Any, k: Array, c: Batch) -> tuple[Array, ...]:
+    def embed_chunk(p: Any, k: Array, c: dict[str, dict[str, Array]]) -> tuple[Array, ...]:
         kx, ky = _chunk_keys(dropout_rng, k)
-        out = encode(p, c["x_tokens"], c["x_mask"], kx), encode(p, c["y_tokens"], c["y_mask"], ky)
+        out = encode(p, c["x"], kx), encode(p, c["y"], ky)
         if with_negatives:
             kn = negatives_key(None if dropout_rng is None else jax.random.fold_in(dropout_rng, k))
-            out += (encode_grouped(encode, p, c["n_tokens"], c["n_mask"], kn),)
+            out += (encode_grouped(encode, p, c["n"], kn),)
         return out
 
     # Pass 1: embeddings only; lax.map keeps no activations for a backward pass.

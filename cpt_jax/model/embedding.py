@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from cpt_jax.model.config import ModelConfig
 from cpt_jax.model.encoder import Encoder
-from cpt_jax.model.pooling import eos_positions, l2_normalize, pool
+from cpt_jax.model.pooling import eos_positions, l2_normalize, pool, segment_mean_pool, take_tokens
 
 Array = jax.Array
 Params = Any
@@ -46,6 +46,52 @@ def embed(
     if cfg.pooling == "eos" and cfg.eos_last_layer:
         return l2_normalize(apply(positions=eos_positions(mask)).astype(jnp.float32))
     return pool(apply(), mask, cfg.pooling)
+
+
+def embed_packed(
+    params: Params,
+    cfg: ModelConfig,
+    tokens: Array,
+    segments: Array,
+    ends: Array,
+    dropout_rng: Array | None = None,
+) -> Array:
+    """Embeddings of sequences packed several to a row (data/packing.py).
+
+    tokens, segments: [groups, rows, seq] int32 (segments: the sequence 0..n-1 of each token
+    within its group, -1: padding); ends: [groups, n] int32, each sequence's last (EOS) token as
+    the group-local flat index row * seq + column -> L2-normalised float32 [groups * n, d_model],
+    sequence j of group g at row g * n + j. The same embeddings as embed() of the sequences one
+    to a row: a sequence attends only to itself and its positions restart at 0.
+    """
+    groups, rows, seq = tokens.shape
+    flat_segments = segments.reshape(groups * rows, seq)
+    rngs = {} if dropout_rng is None else {"dropout": dropout_rng}
+    apply = functools.partial(
+        Encoder(cfg).apply, {"params": params}, tokens.reshape(groups * rows, seq), flat_segments >= 0,
+        dropout_rng is None, rngs=rngs, segments=flat_segments,
+    )
+    if cfg.pooling == "eos" and cfg.eos_last_layer:
+        pooled = apply(positions=ends)
+    elif cfg.pooling == "eos":
+        pooled = take_tokens(apply(), ends)[:, 0]
+    else:
+        hidden = apply()
+        pooled = segment_mean_pool(hidden.reshape(groups, rows * seq, -1), segments.reshape(groups, -1), ends.shape[1])
+    return l2_normalize(pooled.astype(jnp.float32))
+
+
+def embed_side(params: Params, cfg: ModelConfig, side: dict[str, Array], dropout_rng: Array | None = None) -> Array:
+    """embed() of an unpacked side {"tokens", "mask"}, or embed_packed() of a packed one
+    {"tokens", "segments", "ends"} -> [sequences, d_model]."""
+    if "segments" in side:
+        return embed_packed(params, cfg, side["tokens"], side["segments"], side["ends"], dropout_rng)
+    return embed(params, cfg, side["tokens"], side["mask"], dropout_rng)
+
+
+def real_tokens(side: dict[str, Array]) -> Array:
+    """How many real (not padding) tokens a side holds, packed or not."""
+    return jnp.sum(side["segments"] >= 0) if "segments" in side else jnp.sum(side["mask"])
 
 
 def param_count(cfg: ModelConfig) -> int:

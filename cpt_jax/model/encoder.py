@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -25,6 +25,7 @@ from jax.ad_checkpoint import checkpoint_name
 
 from cpt_jax.model.config import ModelConfig
 from cpt_jax.model.matmul import matmul
+from cpt_jax.model.pooling import take_tokens
 
 Array = jax.Array
 
@@ -83,21 +84,78 @@ def attention_mask(mask: Array, causal: bool) -> Array:
     return keys & jnp.tril(jnp.ones((seq, seq), bool))[None, None]
 
 
-def attention_mask_at(mask: Array, positions: Array, causal: bool) -> Array:
-    """The rows of attention_mask(mask, causal) at one query position per sequence.
+def packed_attention_mask(segments: Array, causal: bool) -> Array:
+    """Boolean attention mask [batch, 1, seq, seq] for rows packed with several sequences.
 
-    mask: [batch, seq]; positions: [batch] int -> bool [batch, 1, 1, k_len].
+    segments: [batch, seq] int, the sequence each token belongs to (-1: padding; a sequence's
+    tokens contiguous). A token attends to the real tokens of its own sequence only (and, if
+    causal, to those at or before itself); padding tokens attend to nothing.
     """
-    keys = mask.astype(bool)[:, None, None, :]
-    if not causal:
-        return keys
-    return keys & (jnp.arange(mask.shape[-1])[None, None, None, :] <= positions[:, None, None, None])
+    same = (segments[:, :, None] == segments[:, None, :]) & (segments >= 0)[:, None, :]
+    if causal:
+        seq = segments.shape[-1]
+        same = same & jnp.tril(jnp.ones((seq, seq), bool))[None]
+    return same[:, None]
 
 
-def take_positions(x: Array, positions: Array) -> Array:
-    """x: [batch, seq, ...] at one position per sequence, positions: [batch] -> [batch, 1, ...]."""
-    index = positions.reshape((-1, 1) + (1,) * (x.ndim - 2))
-    return jnp.take_along_axis(x, index, axis=1)
+def segment_positions(segments: Array) -> Array:
+    """Each token's position within its own sequence: segments [batch, seq] -> int32 [batch, seq]."""
+    col = jnp.arange(segments.shape[-1])
+    starts = jnp.concatenate([jnp.ones_like(segments[:, :1], bool), segments[:, 1:] != segments[:, :-1]], axis=1)
+    return (col - jax.lax.cummax(jnp.where(starts, col, 0), axis=1)).astype(jnp.int32)
+
+
+class Context(NamedTuple):
+    """How every token attends: mask, bool [batch, 1, seq, seq] (attention_mask or
+    packed_attention_mask); positions [batch, seq], each token's position within its sequence
+    (None: 0..seq-1, one sequence per row)."""
+
+    mask: Array
+    positions: Array | None
+
+
+class Queries(NamedTuple):
+    """The tokens at which the last layer computes its output (EOS pooling).
+
+    index: [groups, n] int, each a token of its group of batch // groups consecutive rows, as the
+    group-local flat index row * seq + column (take_tokens); position: [groups * n, 1] int, the
+    token's position within its sequence (for rotary queries); mask: bool [groups * n, 1, 1, seq],
+    the keys each may attend to, in its own row (query_rows).
+    """
+
+    index: Array
+    position: Array
+    mask: Array
+
+
+def query_rows(x: Array, index: Array) -> Array:
+    """The row holding each query: x [batch, seq, ...], index [groups, n] -> [groups * n, seq, ...].
+
+    With one query per row (groups = batch, n = 1) that is x itself, and no copy is made.
+    """
+    groups, n = index.shape
+    if groups == x.shape[0] and n == 1:
+        return x
+    seq = x.shape[1]
+    grouped = x.reshape(groups, -1, *x.shape[1:])
+    rows = (index // seq).reshape(groups, n, *(1,) * (x.ndim - 1))
+    return jnp.take_along_axis(grouped, rows, axis=1).reshape(groups * n, *x.shape[1:])
+
+
+def make_queries(mask: Array, index: Array, causal: bool, segments: Array | None = None) -> Queries:
+    """Queries at index [groups, n] (group-local flat token indices) of a batch with padding mask
+    [batch, seq], or with segments [batch, seq] for packed rows (packed_attention_mask)."""
+    if segments is None:
+        segments = mask.astype(jnp.int32) - 1  # one sequence per row: 0 real, -1 padding
+        positions = jnp.broadcast_to(jnp.arange(mask.shape[-1]), mask.shape)
+    else:
+        positions = segment_positions(segments)
+    own = take_tokens(segments, index)  # [groups * n, 1]
+    rows = query_rows(segments, index)  # [groups * n, seq]
+    keys = (rows == own) & (rows >= 0)
+    if causal:
+        keys = keys & (jnp.arange(mask.shape[-1])[None, :] <= index.reshape(-1, 1) % mask.shape[-1])
+    return Queries(index, take_tokens(positions, index), keys[:, None, None, :])
 
 
 @functools.partial(jax.checkpoint, policy=jax.checkpoint_policies.save_only_these_names("attention_probs"))
@@ -151,9 +209,9 @@ class SelfAttention(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x: Array, attn_mask: Array, deterministic: bool, positions: Array | None = None) -> Array:
-        """x: [batch, seq, d_model] -> [batch, seq, d_model], or with query positions [batch] the
-        outputs at those positions only, [batch, 1, d_model] (keys and values still from every token)."""
+    def __call__(self, x: Array, context: Context, deterministic: bool, queries: Queries | None = None) -> Array:
+        """x: [batch, seq, d_model] -> [batch, seq, d_model], or with queries the outputs at those
+        tokens only, [groups * n, 1, d_model] (keys and values still from every token)."""
         cfg = self.config
         dt = cfg.compute_dtype
         qkv = []
@@ -166,15 +224,17 @@ class SelfAttention(nn.Module):
             # with 3-d logical constraints when a mesh is active.
             shape = (cfg.d_model, heads, cfg.head_dim)
             kernel = self.param(f"{name}_kernel", _param_init(("embed", head_axis, "kv")), shape)
-            queries_only = name == "query" and positions is not None
-            t = token_matmul((take_positions(x, positions) if queries_only else x).astype(dt), kernel.astype(dt))
+            queries_only = name == "query" and queries is not None
+            t = token_matmul((take_tokens(x, queries.index) if queries_only else x).astype(dt), kernel.astype(dt))
             if cfg.qkv_bias:
                 bias = self.param(f"{name}_bias", _param_init((head_axis, "kv"), nn.initializers.zeros), shape[1:])
                 t = t + bias.astype(dt)
             if cfg.position == "rope" and name != "value":
-                t = rotary(t, cfg.rope_theta, positions[:, None] if queries_only else None)
+                t = rotary(t, cfg.rope_theta, queries.position if queries_only else context.positions)
+            if queries is not None and name != "query":
+                t = query_rows(t, queries.index)  # each query's own row of keys and values
             qkv.append(_constrain(t, ("act_batch", "act_length", f"act_{head_axis}", "act_kv")))
-        out = dot_product_attention(*qkv, attn_mask)
+        out = dot_product_attention(*qkv, context.mask if queries is None else queries.mask)
         kernel = self.param("out_kernel", _param_init(("heads", "kv", "embed")), (cfg.num_heads, cfg.head_dim, cfg.d_model))
         batch, seq = out.shape[:2]
         out = token_matmul(out.reshape(batch, seq, -1), kernel.astype(dt).reshape(-1, cfg.d_model))
@@ -245,19 +305,19 @@ class Block(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x: Array, attn_mask: Array, deterministic: bool, positions: Array | None = None
+        self, x: Array, context: Context, deterministic: bool, queries: Queries | None = None
     ) -> tuple[Array, None]:
-        """x: [batch, seq, d_model] -> [batch, seq, d_model]; with positions [batch] (and attn_mask's
-        rows there, attention_mask_at) only the outputs at those positions, [batch, 1, d_model]."""
+        """x: [batch, seq, d_model] -> [batch, seq, d_model]; with queries only the outputs at
+        those tokens, [groups * n, 1, d_model]."""
         cfg = self.config
         attn, mlp = SelfAttention(cfg, name="attention"), Mlp(cfg, name="mlp")
         ln_attn, ln_mlp = _norm(cfg, "ln_attention"), _norm(cfg, "ln_mlp")
-        residual = x if positions is None else take_positions(x, positions)
+        residual = x if queries is None else take_tokens(x, queries.index)
         if cfg.norm_position == "pre":
-            x = residual + attn(ln_attn(x), attn_mask, deterministic, positions)
+            x = residual + attn(ln_attn(x), context, deterministic, queries)
             x = x + mlp(ln_mlp(x), deterministic)
         else:
-            x = ln_attn(residual + attn(x, attn_mask, deterministic, positions))
+            x = ln_attn(residual + attn(x, context, deterministic, queries))
             x = ln_mlp(x + mlp(x, deterministic))
         # The (carry, output) pair lets the same module run under nn.scan.
         return _constrain(x, ("act_batch", "act_length", "act_embed")), None
@@ -285,20 +345,19 @@ def _scan(block: Any, cfg: ModelConfig, length: int) -> Any:
 
 
 class _LastLayerApart(nn.Module):
-    """The scanned stack as layers 0..L-2 ("body", scanned) and layer L-1 ("last") at one query
-    position per sequence. Encoder applies it through nn.map_variables, which splits the stacked
+    """The scanned stack as layers 0..L-2 ("body", scanned) and layer L-1 ("last") at the queries. Encoder applies it through nn.map_variables, which splits the stacked
     [num_layers, ...] parameters of "blocks" into these two, so the checkpoint layout is unchanged."""
 
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x: Array, attn_mask: Array, rows: Array, deterministic: bool, positions: Array) -> Array:
-        """x: [batch, seq, d_model] -> [batch, 1, d_model] (the last layer's output at positions)."""
+    def __call__(self, x: Array, context: Context, deterministic: bool, queries: Queries) -> Array:
+        """x: [batch, seq, d_model] -> [groups * n, 1, d_model] (the last layer's output at the queries)."""
         cfg = self.config
         block = _block(cfg)
         if cfg.num_layers > 1:
-            x, _ = _scan(block, cfg, cfg.num_layers - 1)(cfg, name="body")(x, attn_mask, deterministic)
-        return block(cfg, name="last")(x, rows, deterministic, positions)[0]
+            x, _ = _scan(block, cfg, cfg.num_layers - 1)(cfg, name="body")(x, context, deterministic)
+        return block(cfg, name="last")(x, context, deterministic, queries)[0]
 
 
 def _split_last_layer(variables: Any) -> Any:
@@ -312,19 +371,29 @@ def _split_last_layer(variables: Any) -> Any:
 class Encoder(nn.Module):
     """Token ids -> last-layer hidden states.
 
-    __call__(tokens [batch, seq] int32, mask [batch, seq] int) -> [batch, seq, d_model], or with
-    positions [batch] int the hidden states at those positions alone, [batch, d_model]: then the
-    last layer computes its keys and values for every token but its queries, attention output,
-    MLP and final norm at those positions only (what EOS pooling needs; cheaper by about
-    10/12 of a layer). Sequences are right-padded: real tokens sit at positions 0..n-1 (learned
-    and rotary positions alike).
+    __call__(tokens [batch, seq] int32, mask [batch, seq] int) -> [batch, seq, d_model].
+    Rows are right-padded: real tokens sit at positions 0..n-1 (learned and rotary positions
+    alike). Options:
+    - positions [batch] int (one token per row), or [groups, n] int (n tokens in each group of
+      batch // groups rows, as group-local flat indices row * seq + column): the hidden states
+      at those tokens alone, [batch or groups * n, d_model]. The last layer then computes its
+      keys and values for every token but its queries, attention output, MLP and final norm at
+      those tokens only (what EOS pooling needs; cheaper by about 10/12 of a layer).
+    - segments [batch, seq] int, for rows packed with several sequences one after another: the
+      sequence each token belongs to (-1: padding; mask must be segments >= 0). Each sequence
+      attends only to itself and its positions restart at 0 (packed_attention_mask).
     """
 
     config: ModelConfig
 
     @nn.compact
     def __call__(
-        self, tokens: Array, mask: Array, deterministic: bool = True, positions: Array | None = None
+        self,
+        tokens: Array,
+        mask: Array,
+        deterministic: bool = True,
+        positions: Array | None = None,
+        segments: Array | None = None,
     ) -> Array:
         cfg = self.config
         seq = tokens.shape[-1]
@@ -333,36 +402,40 @@ class Encoder(nn.Module):
                 f"Sequence length {seq} exceeds ModelConfig.max_len={cfg.max_len}; "
                 "lower the data max_len or raise ModelConfig.max_len."
             )
+        causal = cfg.attention == "causal"
+        if segments is None:
+            context = Context(attention_mask(mask, causal), None)
+        else:
+            context = Context(packed_attention_mask(segments, causal), segment_positions(segments))
         tok_emb = nn.Embed(
             cfg.vocab_size, cfg.d_model, embedding_init=_param_init(("vocab", "embed")), name="token_embedding"
         )
         x = tok_emb(tokens)
         if cfg.position == "learned":
             pos_emb = self.param("position_embedding", _param_init(("pos", "embed")), (cfg.max_len, cfg.d_model))
-            x = x + pos_emb[None, :seq]
+            x = x + (pos_emb[None, :seq] if context.positions is None else pos_emb[context.positions])
         if cfg.embedding_norm:
             x = _norm(cfg, "ln_embedding")(x)
         x = nn.Dropout(cfg.dropout)(x, deterministic=deterministic).astype(cfg.compute_dtype)
         x = _constrain(x, ("act_batch", "act_length", "act_embed"))
-        causal = cfg.attention == "causal"
-        attn_mask = attention_mask(mask, causal)
         block = _block(cfg)
-        if positions is None or self.is_initializing():
+        index = None if positions is None else (positions[:, None] if positions.ndim == 1 else positions)
+        if index is None or self.is_initializing():
             if cfg.scan_layers:
-                x, _ = _scan(block, cfg, cfg.num_layers)(cfg, name="blocks")(x, attn_mask, deterministic)
+                x, _ = _scan(block, cfg, cfg.num_layers)(cfg, name="blocks")(x, context, deterministic)
             else:
                 for i in range(cfg.num_layers):
-                    x, _ = block(cfg, name=f"block_{i}")(x, attn_mask, deterministic)
-            if positions is not None:  # initialising: the whole stack creates the parameters
-                x = take_positions(x, positions)[:, 0]
+                    x, _ = block(cfg, name=f"block_{i}")(x, context, deterministic)
+            if index is not None:  # initialising: the whole stack creates the parameters
+                x = take_tokens(x, index)[:, 0]
             return _norm(cfg, "ln_final")(x) if cfg.final_norm else x
-        rows = attention_mask_at(mask, positions, causal)
+        queries = make_queries(mask, index, causal, segments)
         if cfg.scan_layers:
             stack = nn.map_variables(_LastLayerApart, "params", trans_in_fn=_split_last_layer)
-            x = stack(cfg, name="blocks")(x, attn_mask, rows, deterministic, positions)
+            x = stack(cfg, name="blocks")(x, context, deterministic, queries)
         else:
             for i in range(cfg.num_layers - 1):
-                x, _ = block(cfg, name=f"block_{i}")(x, attn_mask, deterministic)
-            x, _ = block(cfg, name=f"block_{cfg.num_layers - 1}")(x, rows, deterministic, positions)
+                x, _ = block(cfg, name=f"block_{i}")(x, context, deterministic)
+            x, _ = block(cfg, name=f"block_{cfg.num_layers - 1}")(x, context, deterministic, queries)
         x = x[:, 0]
         return _norm(cfg, "ln_final")(x) if cfg.final_norm else x

@@ -27,6 +27,31 @@ def mean_pool(hidden: Array, mask: Array) -> Array:
     return jnp.sum(hidden * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1)
 
 
+def take_tokens(x: Array, index: Array) -> Array:
+    """Tokens of groups of rows: x [batch, seq, ...], index [groups, n] int -> [groups * n, 1, ...].
+
+    Each group is batch // groups consecutive rows; index holds group-local flat token indices
+    row * seq + column. Grouping the rows keeps the gather on each device's own rows when the
+    groups are split over devices. index [batch, 1] is one column per row.
+    """
+    groups, n = index.shape
+    flat = x.reshape(groups, -1, *x.shape[2:])
+    out = jnp.take_along_axis(flat, index.reshape(groups, n, *(1,) * (x.ndim - 2)), axis=1)
+    return out.reshape(groups * n, 1, *x.shape[2:])
+
+
+def segment_mean_pool(hidden: Array, segments: Array, n: int) -> Array:
+    """Mean of each packed sequence's hidden states.
+
+    hidden: [groups, tokens, d]; segments: [groups, tokens] int (the sequence 0..n-1 of each
+    token within its group, -1: padding) -> [groups * n, d].
+    """
+    member = (segments[:, None, :] == jnp.arange(n)[None, :, None]).astype(hidden.dtype)  # [groups, n, tokens]
+    sums = jnp.einsum("gnt,gtd->gnd", member, hidden)
+    counts = jnp.maximum(jnp.sum(member, axis=-1, keepdims=True), 1)
+    return (sums / counts).reshape(-1, hidden.shape[-1])
+
+
 def l2_normalize(x: Array, eps: float = 1e-12) -> Array:
     """Rows scaled to unit L2 norm. x: [batch, d] -> [batch, d]."""
     return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps))

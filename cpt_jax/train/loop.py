@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from jax.sharding import Mesh
 from cpt_jax.checkpoint import Checkpointer, abstract_like, model_meta, shape_mismatches
 from cpt_jax.data import builders
 from cpt_jax.data.fingerprint import fingerprint, row_hashes
+from cpt_jax.data.packing import BatchPacker
 from cpt_jax.data.pipeline import (
     STREAM_META_KEY,
     DataConfig,
@@ -79,6 +81,11 @@ class TrainConfig:
     sharding_rules: logical-axis -> mesh-axis pairs; None for parallel.rules.DEFAULT_RULES.
     grad_cache_chunk_size: 0 for the plain step; else GradCache with chunks of this many pairs
       (over all devices): activation memory is that of one chunk, the gradient is unchanged.
+    pack_sequences: place several x (and y) sequences in each row instead of padding every one
+      to its max_len (data/packing.py): the encoder computes about as many positions as there are
+      real tokens, with the same embeddings. Hard negatives stay one to a row. With dropout > 0
+      the masks fall on the packed rows, which depend on the batch shards and the data seen since
+      the (re)start: such runs agree across layouts and restarts in distribution, not exactly.
     max_consecutive_nonfinite: steps with a NaN/inf loss or gradient are skipped (no update);
       after this many in a row the run saves the last good state and stops. Checked at each
       log step, so the stop can come up to log_every - 1 steps later.
@@ -101,6 +108,7 @@ class TrainConfig:
     tokenizer_path: str | None = None
     tokenizer_max_texts: int = 50_000
     grad_cache_chunk_size: int = 0
+    pack_sequences: bool = False
     max_consecutive_nonfinite: int = 20
     shared_delimiters: bool = False
 
@@ -261,6 +269,7 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
     step_fn = make_train_step(ctx, shardings, lr)
 
     data = make_batches(config.data, tokenizer, config.global_batch_size, jax.process_index(), jax.process_count())
+    layout = _packer(mesh, chunks) if config.pack_sequences else lambda local: local
     global_batch = batch_sharding(mesh, BATCH_AXES)
     start = int(jax.device_get(state.step))
     resume = _saved_stream(ckpt, start, config.output_dir) if isinstance(data, StreamBatches) else None
@@ -287,7 +296,7 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
     t_log, untimed = time.perf_counter(), 0
     produced = data.produce(start, resume)
     for step, item in zip(range(start, config.num_steps), produced):
-        batch = {k: jax.make_array_from_process_local_data(global_batch, v) for k, v in item.batch.items()}
+        batch = {k: jax.make_array_from_process_local_data(global_batch, v) for k, v in layout(item.batch).items()}
         t_step = time.perf_counter()
         state, metrics = step_fn(state, batch)
         position.consume(item.position)  # the data position after this step: what a checkpoint keeps
@@ -340,6 +349,24 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
     if writer:
         writer.close()
     return last
+
+
+def _packer(mesh: Mesh, chunks: int) -> BatchPacker:
+    """Packs this process's rows in groups of one batch shard and GradCache chunk each, so a
+    device packs, encodes and pools its own pairs and a chunk is a set of groups."""
+    groups = math.prod(mesh.shape[a] for a in BATCH_AXES) * chunks
+    if groups % jax.process_count():
+        raise ValueError(
+            f"TrainConfig.pack_sequences needs the {groups} batch shards x GradCache chunks to split evenly "
+            f"over the {jax.process_count()} processes; give each process whole batch shards (mesh data x fsdp)."
+        )
+
+    def agree(need: np.ndarray) -> np.ndarray:  # the largest need of any process
+        if jax.process_count() == 1:
+            return need
+        return np.asarray(multihost_utils.process_allgather(need)).max(axis=0)
+
+    return BatchPacker(groups // jax.process_count(), agree)
 
 
 def _saved_stream(ckpt: Checkpointer, start: int, output_dir: str) -> dict | None:

@@ -13,8 +13,8 @@ import optax
 from jax.sharding import Mesh
 
 from cpt_jax.loss import sharded_contrastive_loss
-from cpt_jax.loss.gradcache import encode_grouped, gradcache_value_and_grad, negatives_key
-from cpt_jax.model import ModelConfig, embed
+from cpt_jax.loss.gradcache import EncodeFn, batch_side, encode_grouped, gradcache_value_and_grad, negatives_key
+from cpt_jax.model import ModelConfig, embed_side, real_tokens
 from cpt_jax.parallel.mesh import BATCH_AXES
 from cpt_jax.parallel.rules import Rules, batch_sharding
 from cpt_jax.train.state import TemperatureConfig, TrainState
@@ -36,8 +36,8 @@ class StepContext:
     grad_cache_chunks: int = 1  # >1: GradCache over this many chunks of the global batch
 
 
-def _encode(ctx: StepContext) -> Callable[[Any, Array, Array, Array | None], Array]:
-    return lambda p, tokens, mask, rng: embed(p["encoder"], ctx.model, tokens, mask, rng)
+def _encode(ctx: StepContext) -> EncodeFn:
+    return lambda p, side, rng: embed_side(p["encoder"], ctx.model, side, rng)
 
 
 def _loss_of_embeddings(
@@ -48,14 +48,17 @@ def _loss_of_embeddings(
 
 
 def loss_fn(params: Any, batch: Batch, dropout_rng: Array | None, ctx: StepContext) -> tuple[Array, dict[str, Array]]:
-    """Symmetric InfoNCE of one global batch. batch values: [global_batch, seq] int32, and with
-    hard negatives "n_tokens", "n_mask" [global_batch, n, seq] and "n_valid" [global_batch, n]."""
+    """Symmetric InfoNCE of one global batch. batch values: "{x,y}_tokens", "{x,y}_mask"
+    [global_batch, seq] int32, or packed sides "{x,y}_tokens", "{x,y}_segments" [groups, rows, seq]
+    and "{x,y}_ends" [groups, n] (data/packing.py); with hard negatives "n_tokens", "n_mask"
+    [global_batch, n, seq] and "n_valid" [global_batch, n]."""
     rx, ry = (None, None) if dropout_rng is None else jax.random.split(dropout_rng)
-    x = embed(params["encoder"], ctx.model, batch["x_tokens"], batch["x_mask"], rx)
-    y = embed(params["encoder"], ctx.model, batch["y_tokens"], batch["y_mask"], ry)
+    encode = _encode(ctx)
+    x = encode(params, batch_side(batch, "x"), rx)
+    y = encode(params, batch_side(batch, "y"), ry)
     negatives = None
     if "n_tokens" in batch:
-        negatives = encode_grouped(_encode(ctx), params, batch["n_tokens"], batch["n_mask"], negatives_key(dropout_rng))
+        negatives = encode_grouped(encode, params, batch_side(batch, "n"), negatives_key(dropout_rng))
     return _loss_of_embeddings(x, y, negatives, params, batch, ctx)
 
 
@@ -104,7 +107,7 @@ def _train_step(state: TrainState, batch: Batch, ctx: StepContext, learning_rate
         "temperature": jnp.exp(params["log_temperature"]),
         "grad_norm": grad_norm,
         "learning_rate": learning_rate(state.step),
-        "tokens": sum(jnp.sum(batch[k]) for k in ("x_mask", "y_mask", "n_mask") if k in batch),
+        "tokens": sum(real_tokens(batch_side(batch, s)) for s in ("x", "y", "n") if f"{s}_tokens" in batch),
         "nonfinite": 1 - finite.astype(jnp.int32),
     }
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics

@@ -17,7 +17,16 @@ from jax import ad_checkpoint
 
 from cpt_jax.loss import contrastive_loss
 from cpt_jax.model import embed, init_params
-from cpt_jax.model.encoder import Encoder, Mlp, attention_mask, dot_product_attention, gelu_erf, token_matmul
+from cpt_jax.model.encoder import (
+    Encoder,
+    Mlp,
+    attention_mask,
+    dot_product_attention,
+    gelu_erf,
+    packed_attention_mask,
+    segment_positions,
+    token_matmul,
+)
 from tests.helpers import TINY, random_params, random_side
 
 J = 4  # the position that gets a different token
@@ -259,3 +268,18 @@ def test_params_carry_logical_axis_names():
     names = nn.get_partition_spec(boxed)
     assert tuple(names["blocks"]["mlp"]["wi"]["kernel"]) == ("layers", "embed", "mlp")
     assert tuple(names["token_embedding"]["embedding"]) == ("vocab", "embed")
+
+
+def test_segment_positions_restart_in_every_sequence():
+    segments = np.array([[0, 0, 0, 1, 1, 2, -1, -1], [3, 3, 3, 3, 3, 3, 3, 3]])
+    np.testing.assert_array_equal(segment_positions(segments), [[0, 1, 2, 0, 1, 0, 0, 1], list(range(8))])
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_packed_attention_mask_keeps_each_sequence_to_itself(causal):
+    segments = np.array([[0, 0, 1, 1, 1, -1]])
+    got = np.asarray(packed_attention_mask(segments, causal))[0, 0]
+    q, k = np.meshgrid(np.arange(6), np.arange(6), indexing="ij")
+    want = (segments[0][q] == segments[0][k]) & (segments[0][k] >= 0) & ((k <= q) if causal else True)
+    np.testing.assert_array_equal(got, want)
+    assert not got[5].any()  # padding attends to nothing

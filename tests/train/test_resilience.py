@@ -119,6 +119,17 @@ def test_two_processes_match_one_and_restore_on_another_mesh(shared, reference, 
     _assert_close(_losses(out), reference, range(11, STEPS + 1))
 
 
+def test_two_processes_with_packed_sequences_match_one_unpacked(shared, reference, tmp_path):
+    """TrainConfig.pack_sequences: each process packs its own groups, the row counts are agreed
+    over the processes every step, and the losses are those of the unpacked one-process run."""
+    out = tmp_path / "packed"
+    flags = _flags(shared, out, extra=["--gin.TrainConfig.pack_sequences=True"])
+    proc = subprocess.run(["bash", "launch/local.sh", "2", "4", *flags], cwd=REPO,
+                          env={**_without_preload(), "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _assert_close(_losses(out), reference, range(1, STEPS + 1))
+
+
 def test_kill_minus_9_then_restart_reproduces_the_run_exactly(shared, reference, tmp_path):
     out = tmp_path / "kill"
     flags = _flags(shared, out, every=1, keep=3)

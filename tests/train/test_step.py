@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from cpt_jax.data.packing import BatchPacker
 from cpt_jax.loss import contrastive_loss
 from cpt_jax.model import embed
 from cpt_jax.parallel.rules import DEFAULT_RULES
@@ -231,3 +232,38 @@ def test_hard_negatives_gradcache_on_8_devices_equals_the_plain_step_on_one():
     scale = np.sqrt(sum(np.sum(np.square(g)) for g in jax.tree.leaves(ref_grads)))
     for g, ref in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
         assert np.linalg.norm(g - ref) / scale < 1e-5
+
+
+@functools.lru_cache(maxsize=None)
+def packed_value_and_grad(layout: tuple[int, int, int], chunks: int, packed: bool):
+    """Loss and gradients of one 32-pair batch, its x and y sides packed (one group per batch
+    shard and GradCache chunk, as the train loop packs them) or not."""
+    m = mesh(*layout)
+    ctx = StepContext(TINY, TEMPERATURE, tx(), m, DEFAULT_RULES, seed=0, grad_cache_chunks=chunks)
+    params = host(created_state(TINY, (1, 1, 1))[0].params)
+    batch = random_batch(3, batch=32)
+    if packed:
+        batch = BatchPacker(groups=layout[0] * layout[1] * chunks)(batch)
+    with jax.set_mesh(m), nn.logical_axis_rules(list(DEFAULT_RULES)):
+        return host(jax.jit(lambda p, b: _value_and_grad(p, b, None, ctx))(params, batch)), batch
+
+
+@pytest.mark.parametrize("layout, chunks", [((1, 1, 1), 1), ((1, 1, 1), 4), ((2, 4, 1), 1), ((4, 2, 1), 2)])
+def test_packed_sides_give_the_loss_and_gradients_of_unpacked_ones(layout, chunks):
+    ((ref_loss, ref_metrics), ref_grads), _ = packed_value_and_grad((1, 1, 1), 1, False)
+    ((loss, metrics), grads), batch = packed_value_and_grad(layout, chunks, True)
+    assert batch["x_tokens"].shape[1] < 32 // batch["x_tokens"].shape[0] or layout != (1, 1, 1)  # rows were shared
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+    assert metrics["accuracy_xy"] == ref_metrics["accuracy_xy"]
+    scale = np.sqrt(sum(np.sum(np.square(g)) for g in jax.tree.leaves(ref_grads)))
+    for g, ref in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
+        assert np.linalg.norm(g - ref) / scale < 1e-5
+
+
+def test_a_packed_step_counts_real_tokens():
+    state, _ = created_state(TINY, (1, 1, 1))
+    step = make_train_step(StepContext(TINY, TEMPERATURE, tx(), mesh(), DEFAULT_RULES, seed=0), state_shardings(
+        TINY, TEMPERATURE, tx(), mesh(), DEFAULT_RULES), _lr)
+    batch = random_batch(4)
+    _, metrics = step(jax.device_put(host(state)), BatchPacker(groups=1)(batch))
+    assert int(metrics["tokens"]) == int(batch["x_mask"].sum() + batch["y_mask"].sum())
