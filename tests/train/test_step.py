@@ -267,3 +267,23 @@ def test_a_packed_step_counts_real_tokens():
     batch = random_batch(4)
     _, metrics = step(jax.device_put(host(state)), BatchPacker(groups=1)(batch))
     assert int(metrics["tokens"]) == int(batch["x_mask"].sum() + batch["y_mask"].sum())
+
+
+def test_packed_sides_with_unpacked_hard_negatives_under_gradcache_on_8_devices():
+    """Hard negatives stay one to a row beside packed x and y; GradCache chunks both kinds alike."""
+    m8 = mesh(2, 4, 1)
+    batch = _batch_with_negatives(0, batch=32)
+    grads = {}
+    for name, m, chunks, b in (
+        ("plain", mesh(), 1, batch),
+        ("packed", m8, 2, BatchPacker(groups=16)(batch)),
+    ):
+        ctx = StepContext(TINY, TEMPERATURE, tx(), m, DEFAULT_RULES, seed=0, grad_cache_chunks=chunks)
+        params = host(created_state(TINY, (1, 1, 1))[0].params)
+        with jax.set_mesh(m), nn.logical_axis_rules(list(DEFAULT_RULES)):
+            grads[name] = host(jax.jit(lambda p, b, ctx=ctx: _value_and_grad(p, b, None, ctx))(params, b))
+    ((ref_loss, _), ref_grads), ((loss, _), got) = grads["plain"], grads["packed"]
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+    scale = np.sqrt(sum(np.sum(np.square(g)) for g in jax.tree.leaves(ref_grads)))
+    for g, ref in zip(jax.tree.leaves(got), jax.tree.leaves(ref_grads)):
+        assert np.linalg.norm(g - ref) / scale < 1e-5
