@@ -1,5 +1,6 @@
 """Shared pieces of the benchmarks: the table header, the measured matmul peak, child processes,
-and the same randomly initialised Hugging Face BERT model for cpt-jax and sentence-transformers."""
+the same randomly initialised Hugging Face BERT model for cpt-jax and sentence-transformers, and an
+experiment's config and tokenizer as train() would have them."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from importlib import metadata
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +40,31 @@ def header(what: str) -> str:
     return (f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC {platform.node()} {cpu} "
             f"{os.cpu_count()} cores, python {platform.python_version()}, {', '.join(versions)}, malloc {malloc_in_use()}; "
             f"{what}")
+
+
+def experiment(gin_file: str, tokenizer: str | None) -> tuple[Any, Any, tempfile.TemporaryDirectory]:
+    """(TrainConfig, Tokenizer, its temporary output_dir) of an experiment gin file, as train() has
+    them: with init_from, the pretrained model's shape (its weights are not loaded); the TFDS data
+    prepared; --tokenizer an existing tokenizer, else one trained into the temporary directory."""
+    import dataclasses
+
+    from cpt_jax import config
+    from cpt_jax.data import builders
+    from cpt_jax.interop import pretrained
+    from cpt_jax.train.loop import prepare_tokenizer
+
+    tmp = tempfile.TemporaryDirectory()
+    bindings = [f"--gin_file={gin_file}", f"--gin.TrainConfig.output_dir='{tmp.name}'"]
+    if tokenizer:
+        bindings.append(f"--gin.TrainConfig.tokenizer_path='{tokenizer}'")
+    config.parse_flags(bindings)
+    cfg = config.build("TrainConfig")
+    if cfg.init_from:
+        init_from = pretrained.resolve(cfg.init_from)
+        cfg = dataclasses.replace(cfg, init_from=init_from, model=pretrained.model_config(init_from, cfg.model))
+    if not cfg.data.sources:
+        builders.prepare(cfg.data.dataset, cfg.data.data_dir)
+    return cfg, prepare_tokenizer(cfg), tmp
 
 
 def best_seconds(fn: Callable[[], object], repeats: int) -> float:

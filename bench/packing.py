@@ -14,15 +14,13 @@ per real token; "pairs/s" and "real tokens/s" are per wall-clock second of the s
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import statistics
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import header  # noqa: E402
+from common import experiment, header  # noqa: E402
 
 
 def main() -> None:
@@ -36,30 +34,16 @@ def main() -> None:
     import jax
     import numpy as np
 
-    from cpt_jax import config
-    from cpt_jax.data import builders
     from cpt_jax.data.packing import BatchPacker
     from cpt_jax.data.pipeline import make_batches
-    from cpt_jax.interop import pretrained
     from cpt_jax.parallel.mesh import BATCH_AXES, make_mesh
     from cpt_jax.parallel.rules import batch_sharding, rules_from_config
-    from cpt_jax.train.loop import prepare_tokenizer
     from cpt_jax.train.optimizer import learning_rate, make_optimizer
     from cpt_jax.train.state import create_train_state
     from cpt_jax.train.step import StepContext, make_train_step
 
-    tmp = tempfile.TemporaryDirectory()
-    bindings = [f"--gin_file={args.gin_file}", f"--gin.TrainConfig.output_dir='{tmp.name}'"]
-    if args.tokenizer:
-        bindings.append(f"--gin.TrainConfig.tokenizer_path='{args.tokenizer}'")
-    config.parse_flags(bindings)
-    cfg = config.build("TrainConfig")
-    if cfg.init_from:  # the pretrained model's shape, as train() takes it (weights stay random here)
-        init_from = pretrained.resolve(cfg.init_from)
-        cfg = dataclasses.replace(cfg, init_from=init_from, model=pretrained.model_config(init_from, cfg.model))
-    if not cfg.data.sources:
-        builders.prepare(cfg.data.dataset, cfg.data.data_dir)
-    data = make_batches(cfg.data, prepare_tokenizer(cfg), cfg.global_batch_size)
+    cfg, tokenizer, tmp = experiment(args.gin_file, args.tokenizer)  # tmp: the run dir, alive until main() returns
+    data = make_batches(cfg.data, tokenizer, cfg.global_batch_size)
     produced = data.produce(0)
     batches = [next(produced).batch for _ in range(args.steps)]
     getattr(produced, "close", lambda: None)()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -90,3 +92,5 @@ def test_batch_packer_rows_only_grow_and_follow_the_agreed_need():
         assert rows[-1][1] >= min(seen[-1][1] + 3, 8)  # capped at one sequence per row (8 per group)
     assert all(a <= b for a, b in zip(rows, rows[1:]))
     np.testing.assert_array_equal(seen[0], [rows_needed(batches[0][f"{s}_mask"], 2) for s in "xy"])
+    # Growth overshoots the need by 1/sqrt(8 per group), rounded to the quantum of 1 row.
+    assert rows[0][0] == min(8, math.ceil(seen[0][0] * (1 + 1 / math.sqrt(8))))
