@@ -252,7 +252,8 @@ def packed_value_and_grad(layout: tuple[int, int, int], chunks: int, packed: boo
 def test_packed_sides_give_the_loss_and_gradients_of_unpacked_ones(layout, chunks):
     ((ref_loss, ref_metrics), ref_grads), _ = packed_value_and_grad((1, 1, 1), 1, False)
     ((loss, metrics), grads), batch = packed_value_and_grad(layout, chunks, True)
-    assert batch["x_tokens"].shape[1] < 32 // batch["x_tokens"].shape[0] or layout != (1, 1, 1)  # rows were shared
+    rows = batch["x_segments"].reshape(-1, batch["x_segments"].shape[-1])
+    assert any(len(set(r[r >= 0])) > 1 for r in rows)  # some row holds two sequences or more
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
     assert metrics["accuracy_xy"] == ref_metrics["accuracy_xy"]
     scale = np.sqrt(sum(np.sum(np.square(g)) for g in jax.tree.leaves(ref_grads)))
