@@ -48,7 +48,7 @@ def experiment(gin_file: str, tokenizer: str | None) -> tuple[Any, Any, tempfile
     prepared; --tokenizer an existing tokenizer, else one trained into the temporary directory."""
     import dataclasses
 
-    from cpt_jax import config
+    from cpt_jax.cli import flags as config
     from cpt_jax.data import builders
     from cpt_jax.interop import pretrained
     from cpt_jax.train.loop import prepare_tokenizer

@@ -31,7 +31,7 @@ def measure(batch: int, chunk: int, run: bool, model_gin: str) -> dict:
     import gin
     import jax
 
-    from cpt_jax.config import CONFIGURABLES
+    from cpt_jax.cli.flags import CONFIGURABLES
     from cpt_jax.parallel.mesh import MeshConfig, make_mesh
     from cpt_jax.parallel.rules import DEFAULT_RULES
     from cpt_jax.train.optimizer import OptimizerConfig, learning_rate, make_optimizer

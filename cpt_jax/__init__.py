@@ -1,7 +1,7 @@
 """cpt-jax: contrastive pre-training of text and code embedding models in JAX.
 
 `cpt_jax.Embedder` is the public embedding API (imported on first use, so that importing a
-light submodule such as cpt_jax.config does not start JAX).
+light submodule such as cpt_jax.cli.flags does not start JAX).
 """
 
 from typing import Any

@@ -196,11 +196,12 @@ def test_training_quarantines_a_tampered_latest_checkpoint_and_restores_the_prev
     from cpt_jax.model import ModelConfig
     from cpt_jax.parallel.rules import rules_from_config
     from cpt_jax.train import loop
+    from cpt_jax.train.config import TrainConfig
     from cpt_jax.train.optimizer import make_optimizer
     from cpt_jax.train.state import abstract_train_state, state_shardings
 
     model = ModelConfig(vocab_size=64, d_model=16, num_layers=1, num_heads=2, d_mlp=32, max_len=16)
-    config = loop.TrainConfig(output_dir=str(tmp_path), model=model, num_steps=10, global_batch_size=8,
+    config = TrainConfig(output_dir=str(tmp_path), model=model, num_steps=10, global_batch_size=8,
                               data=DataConfig(data_dir=str(tmp_path), max_len_x=16, max_len_y=16))
     mesh, rules = make_mesh(config.mesh), rules_from_config(None)
     tx = make_optimizer(config.optimizer, config.num_steps)

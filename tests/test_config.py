@@ -5,7 +5,7 @@ from __future__ import annotations
 import gin
 import pytest
 
-from cpt_jax import config
+from cpt_jax.cli import flags as config
 from cpt_jax.model import ModelConfig
 
 
@@ -42,7 +42,7 @@ def test_split_flags_collects_files_bindings_and_rest():
 @pytest.mark.parametrize("raw,expected", [("3", "3"), ("1e-3", "1e-3"), ("'x'", "'x'"), ("True", "True"),
                                           ("(1, 2)", "(1, 2)"), ("hello world", "'hello world'"), ("%X", "%X")])
 def test_binding_values_that_are_not_literals_become_strings(raw, expected):
-    assert config._binding_value(raw) == expected
+    assert config.binding_value(raw) == expected
 
 
 def test_missing_value_is_a_clear_error():

@@ -1,7 +1,7 @@
 """ModelConfig: the one source of shapes for the encoder.
 
 Every module that needs a width, a depth or a vocabulary size takes a ModelConfig;
-gin sets it at the edge (see cpt_jax/config.py) and nothing below reads gin.
+gin sets it at the edge (see cpt_jax/cli/flags.py) and nothing below reads gin.
 
 The architecture fields (norm, norm_position, position, activation, gated_mlp, num_kv_heads,
 the bias switches, embedding_norm, final_norm) default to the paper's GPT-style encoder and

@@ -7,7 +7,7 @@ import sys
 
 import gin
 
-from cpt_jax import config
+from cpt_jax.cli import flags as config
 from cpt_jax.model import param_count
 
 

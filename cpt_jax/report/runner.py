@@ -28,7 +28,7 @@ MARKER_FILE = "report_run.json"
 
 
 def gin_flag(name: str, value: Any) -> str:
-    """``--gin.NAME=VALUE`` as cpt_jax.config parses it: a string that is not a Python literal
+    """``--gin.NAME=VALUE`` as cpt_jax.cli.flags parses it: a string that is not a Python literal
     (and not a gin reference) stays bare, anything else is written as a literal."""
     text = repr(value)
     if isinstance(value, str) and not value.startswith(("@", "%")):

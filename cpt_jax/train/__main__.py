@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cpt_jax import config
+from cpt_jax.cli import flags as config
 from cpt_jax.parallel import runtime
 from cpt_jax.train.loop import train
 

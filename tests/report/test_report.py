@@ -13,7 +13,7 @@ import sys
 import gin
 import pytest
 
-from cpt_jax import config
+from cpt_jax.cli import flags as config
 from cpt_jax.interop import pretrained
 from cpt_jax.model import ModelConfig
 from cpt_jax.report import analysis, markdown, plots, probe_data, runner

@@ -18,7 +18,8 @@ from cpt_jax.data.tokenizer import Tokenizer, load_run_tokenizer
 from cpt_jax.interop import pretrained
 from cpt_jax.model import ModelConfig, init_params
 from cpt_jax.parallel.mesh import MeshConfig
-from cpt_jax.train.loop import TrainConfig, train
+from cpt_jax.train.config import TrainConfig
+from cpt_jax.train.loop import train
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ from cpt_jax.data.pipeline import DataConfig
 from cpt_jax.data.tokenizer import Tokenizer
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel.mesh import MeshConfig
-from cpt_jax.train.loop import TrainConfig, nonfinite_streak, prepare_tokenizer, validate
+from cpt_jax.train.config import TrainConfig
+from cpt_jax.train.loop import nonfinite_streak, prepare_tokenizer, validate
 
 
 def _config(**overrides):

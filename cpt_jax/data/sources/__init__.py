@@ -1,6 +1,6 @@
 """Pair sources: sharded, resumable streams of {"x", "y"[, "negatives"]} records.
 
-Each kind of source is a frozen config dataclass (registered with gin in cpt_jax/config.py)
+Each kind of source is a frozen config dataclass (registered with gin in cpt_jax/cli/flags.py)
 whose `build()` returns a `Source` (base.py):
 
   TextFilesSource    cpt-text span pairs from text / Markdown / JSONL files (text_files.py)

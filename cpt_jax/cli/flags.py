@@ -25,11 +25,11 @@ from cpt_jax.data.pipeline import DataConfig
 from cpt_jax.data.sources import CodeFilesSource, PairedJsonlSource, TextFilesSource, TfdsTextSource
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel.mesh import MeshConfig
-from cpt_jax.train.loop import TrainConfig
+from cpt_jax.train.config import TrainConfig
 from cpt_jax.train.optimizer import OptimizerConfig
 from cpt_jax.train.state import TemperatureConfig
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CONFIGURABLES = {
     cls.__name__: gin.external_configurable(cls, cls.__name__)
@@ -48,7 +48,9 @@ CONFIGURABLES = {
 }
 
 
-def _binding_value(raw: str) -> str:
+def binding_value(raw: str) -> str:
+    """The gin text of a --gin.NAME=VALUE value: a Python literal or a gin reference (@x, %X) as
+    given, anything else quoted as a string (so paths need no extra quotes)."""
     raw = raw.strip()
     if raw.startswith(("@", "%")):
         return raw
@@ -76,7 +78,7 @@ def split_flags(argv: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
         elif name.startswith("--gin."):
             if not eq:
                 raise SystemExit(f"{arg!r} has no value; write --gin.NAME=VALUE.")
-            bindings.append(f"{name[len('--gin.'):]} = {_binding_value(value)}")
+            bindings.append(f"{name[len('--gin.'):]} = {binding_value(value)}")
         else:
             rest.append(arg)
     return files, bindings, rest

@@ -1,0 +1,67 @@
+"""TrainConfig: everything one training run is told, built by gin at the edge (cpt_jax/cli/flags.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from cpt_jax.data.pipeline import DataConfig
+from cpt_jax.model import ModelConfig
+from cpt_jax.parallel.mesh import MeshConfig
+from cpt_jax.train.optimizer import OptimizerConfig
+from cpt_jax.train.state import TemperatureConfig
+from cpt_jax.typecheck import check_field_types
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """One training run.
+
+    output_dir: where the tokenizer, operative config, TensorBoard events and checkpoints go.
+    global_batch_size: pairs per step over all processes (the N of the N x N logits).
+    init_from: a Hugging Face model directory (config.json, safetensors, tokenizer.json) of a
+      GPT-2, Llama, Qwen2 or BERT model to start from, as the paper starts from GPT-3/Codex.
+      Its tokenizer is used (delimiters added) and its architecture replaces ModelConfig's
+      shape fields, which must be left unset or agree; dropout, dtype, scan_layers, scan_unroll and
+      remat still come from ModelConfig. The imported weights are saved as checkpoint 0.
+      pkg://PACKAGE/SUBDIR names a directory inside an installed package.
+    tokenizer_path: an existing tokenizer (a cpt-jax tokenizer directory, a SentencePiece .model
+      written by cpt-jax, or a Hugging Face model directory; pkg:// as for init_from), or None to
+      train one on the train split; either way it is saved in <output_dir>/tokenizer/.
+    shared_delimiters: both sides get [SOS]_x .. [EOS]_x instead of their own pair (the paper's
+      ablation); saved with the run's tokenizer, so evaluation, embedding and export follow.
+    sharding_rules: logical-axis -> mesh-axis pairs; None for parallel.rules.DEFAULT_RULES.
+    grad_cache_chunk_size: 0 for the plain step; else GradCache with chunks of this many pairs
+      (over all devices): activation memory is that of one chunk, the gradient is unchanged.
+    pack_sequences: place several x (and y) sequences in each row instead of padding every one
+      to its max_len (data/packing.py): the encoder computes about as many positions as there are
+      real tokens, with the same embeddings. Hard negatives stay one to a row. With dropout > 0
+      the masks fall on the packed rows, which depend on the batch shards and the data seen since
+      the (re)start: such runs agree across layouts and restarts in distribution, not exactly.
+    max_consecutive_nonfinite: steps with a NaN/inf loss or gradient are skipped (no update);
+      after this many in a row the run saves the last good state and stops. Checked at each
+      log step, so the stop can come up to log_every - 1 steps later.
+    """
+
+    output_dir: str
+    model: ModelConfig
+    data: DataConfig
+    num_steps: int
+    global_batch_size: int
+    mesh: MeshConfig = MeshConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    temperature: TemperatureConfig = TemperatureConfig()
+    sharding_rules: tuple | None = None
+    seed: int = 0
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    init_from: str | None = None
+    tokenizer_path: str | None = None
+    tokenizer_max_texts: int = 50_000
+    grad_cache_chunk_size: int = 0
+    pack_sequences: bool = False
+    max_consecutive_nonfinite: int = 20
+    shared_delimiters: bool = False
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
