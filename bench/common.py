@@ -46,25 +46,45 @@ def experiment(gin_file: str, tokenizer: str | None) -> tuple[Any, Any, tempfile
     """(TrainConfig, Tokenizer, its temporary output_dir) of an experiment gin file, as train() has
     them: with init_from, the pretrained model's shape (its weights are not loaded); the TFDS data
     prepared; --tokenizer an existing tokenizer, else one trained into the temporary directory."""
-    import dataclasses
-
     from cpt_jax.cli import flags as config
-    from cpt_jax.data import builders
-    from cpt_jax.interop import pretrained
-    from cpt_jax.train.loop import prepare_tokenizer
+    from cpt_jax.data.pipeline import prepare_sources
+    from cpt_jax.train.run import prepare_tokenizer, with_pretrained_shape
 
     tmp = tempfile.TemporaryDirectory()
     bindings = [f"--gin_file={gin_file}", f"--gin.TrainConfig.output_dir='{tmp.name}'"]
     if tokenizer:
         bindings.append(f"--gin.TrainConfig.tokenizer_path='{tokenizer}'")
     config.parse_flags(bindings)
-    cfg = config.build("TrainConfig")
-    if cfg.init_from:
-        init_from = pretrained.resolve(cfg.init_from)
-        cfg = dataclasses.replace(cfg, init_from=init_from, model=pretrained.model_config(init_from, cfg.model))
-    if not cfg.data.sources:
-        builders.prepare(cfg.data.dataset, cfg.data.data_dir)
+    cfg = with_pretrained_shape(config.build("TrainConfig"))
+    prepare_sources(cfg.data)
     return cfg, prepare_tokenizer(cfg), tmp
+
+
+def synthetic_run(model: Any, batch: int, seq: int, chunk: int = 0, optimizer: Any = None, total_steps: int = 100,
+                  devices: list | None = None, init_params: Any = None) -> Any:
+    """train.run.build_run of a run that reads no data (random token batches): the model, global
+    batch, GradCache chunk and optimizer given, everything else TrainConfig's defaults."""
+    from cpt_jax.data.config import DataConfig
+    from cpt_jax.train.config import TrainConfig
+    from cpt_jax.train.optimizer import OptimizerConfig
+    from cpt_jax.train.run import build_run
+
+    config = TrainConfig(
+        output_dir="", model=model, data=DataConfig(max_len_x=seq, max_len_y=seq, stream_readers=1),
+        num_steps=total_steps, global_batch_size=batch, grad_cache_chunk_size=chunk,
+        optimizer=optimizer or OptimizerConfig(),
+    )
+    return build_run(config, devices=devices, init_params=init_params)
+
+
+def random_pairs(vocab: int, batch: int, seq_x: int, seq_y: int, seed: int = 0, low: int = 6) -> Any:
+    """A PairBatch of random token ids in [low, vocab) with every position real."""
+    from cpt_jax.batch import PaddedSide, PairBatch
+
+    rng = np.random.default_rng(seed)
+    side = lambda seq: PaddedSide(rng.integers(low, vocab, (batch, seq)).astype(np.int32),  # noqa: E731
+                                  np.ones((batch, seq), np.int32))
+    return PairBatch(side(seq_x), side(seq_y))
 
 
 def best_seconds(fn: Callable[[], object], repeats: int) -> float:

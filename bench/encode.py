@@ -3,7 +3,7 @@
     python -m cpt_jax.train --gin_file=configs/experiments/minilm_code.gin   # once: the run to load
     python bench/encode.py --checkpoint outputs/minilm_code --docs 2000 --rounds 3
 
-Loads a training run with `Embedder.load`, exports it with `cpt_jax.export` (into a temp dir),
+Loads a training run with `Embedder.load`, exports it with `cpt_jax.interop.export` (into a temp dir),
 loads that with `sentence_transformers.SentenceTransformer`, and encodes the same documents
 (function bodies of the held-out standard-library split, repeated to --docs, document side at the
 run's y length) with both, alternating in one process: round 0 is a warm-up (it includes
@@ -56,7 +56,7 @@ def main() -> None:
     from cpt_jax import Embedder
     from cpt_jax.embedder import bucket_lengths, padded_length
     from cpt_jax.eval.tasks import load_pair_task
-    from cpt_jax.export import export
+    from cpt_jax.interop.export import export
     from cpt_jax.model.flops import encoder_forward_flops
 
     torch.set_num_threads(os.cpu_count() or 1)

@@ -15,13 +15,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import resource
 import subprocess
 import sys
 import time
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import random_pairs, synthetic_run  # noqa: E402
 
 GiB = 2**30
 
@@ -32,29 +34,13 @@ def measure(batch: int, chunk: int, run: bool, model_gin: str) -> dict:
     import jax
 
     from cpt_jax.cli.flags import CONFIGURABLES
-    from cpt_jax.parallel.mesh import MeshConfig, make_mesh
-    from cpt_jax.parallel.rules import DEFAULT_RULES
-    from cpt_jax.train.optimizer import OptimizerConfig, learning_rate, make_optimizer
-    from cpt_jax.train.state import TemperatureConfig, create_train_state
-    from cpt_jax.train.step import StepContext, make_train_step
 
     if model_gin:
         gin.parse_config_file(model_gin)
     model = CONFIGURABLES["ModelConfig"]()  # without a gin file: the defaults, the tiny shape
-    opt = OptimizerConfig()
-    mesh = make_mesh(MeshConfig(), jax.devices()[:1])
-    tx = make_optimizer(opt, 100)
-    state, shardings = create_train_state(model, TemperatureConfig(), tx, mesh, DEFAULT_RULES, 0)
-    chunks = batch // chunk if chunk else 1
-    ctx = StepContext(model, TemperatureConfig(), tx, mesh, DEFAULT_RULES, 0, grad_cache_chunks=chunks)
-    step = make_train_step(ctx, shardings, lambda s: learning_rate(opt, 100, s))
-    rng = np.random.default_rng(0)
-    batch_arrays = {
-        "x_tokens": rng.integers(6, model.vocab_size, (batch, 64)).astype(np.int32),
-        "x_mask": np.ones((batch, 64), np.int32),
-        "y_tokens": rng.integers(6, model.vocab_size, (batch, 128)).astype(np.int32),
-        "y_mask": np.ones((batch, 128), np.int32),
-    }
+    run = synthetic_run(model, batch, 128, chunk, devices=jax.devices()[:1])
+    state, step = run.state, run.step
+    batch_arrays = random_pairs(model.vocab_size, batch, 64, 128)
     compiled = step.lower(state, batch_arrays).compile()
     mem = compiled.memory_analysis()
     out = {

@@ -18,10 +18,9 @@ import os
 import sys
 import time
 
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import best_seconds, header  # noqa: E402
+from common import best_seconds, header, random_pairs, synthetic_run  # noqa: E402
 
 
 def matmul_peak(dtype: str, n: int) -> float:
@@ -55,11 +54,7 @@ def main() -> None:
 
     from cpt_jax.model import ModelConfig
     from cpt_jax.model.flops import train_step_flops
-    from cpt_jax.parallel.mesh import BATCH_AXES, MeshConfig, make_mesh
-    from cpt_jax.parallel.rules import DEFAULT_RULES, batch_sharding
-    from cpt_jax.train.optimizer import OptimizerConfig, learning_rate, make_optimizer
-    from cpt_jax.train.state import TemperatureConfig, create_train_state
-    from cpt_jax.train.step import StepContext, make_train_step
+    from cpt_jax.train.optimizer import OptimizerConfig
 
     # Only ModelConfig is registered: this path needs jax, flax, optax and gin, nothing of the
     # data stack (the GPU image has no TensorFlow or grain).
@@ -74,17 +69,9 @@ def main() -> None:
     model = dataclasses.replace(model, max_len=max(model.max_len, args.seq), **overrides)
     total = args.warmup + args.steps
     opt = OptimizerConfig(warmup_steps=0, decay="constant")
-    tx = make_optimizer(opt, total)
-    mesh = make_mesh(MeshConfig(), jax.devices())
-    state, shardings = create_train_state(model, TemperatureConfig(), tx, mesh, DEFAULT_RULES, 0)
-    ctx = StepContext(model, TemperatureConfig(), tx, mesh, DEFAULT_RULES, 0,
-                      grad_cache_chunks=args.batch // args.chunk if args.chunk else 1)
-    step = make_train_step(ctx, shardings, lambda s: learning_rate(opt, total, s))
-    rng = np.random.default_rng(0)
-    sharding = batch_sharding(mesh, BATCH_AXES)
-    tokens = lambda: jax.device_put(rng.integers(10, model.vocab_size, (args.batch, args.seq)).astype(np.int32), sharding)  # noqa: E731
-    ones = jax.device_put(np.ones((args.batch, args.seq), np.int32), sharding)
-    batch = {"x_tokens": tokens(), "x_mask": ones, "y_tokens": tokens(), "y_mask": ones}
+    run = synthetic_run(model, args.batch, args.seq, args.chunk, opt, total, devices=jax.devices())
+    state, step = run.state, run.step
+    batch = jax.device_put(random_pairs(model.vocab_size, args.batch, args.seq, args.seq, low=10), run.batch_sharding)
 
     t = time.perf_counter()
     compiled = step.lower(state, batch).compile()

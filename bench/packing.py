@@ -14,6 +14,7 @@ per real token; "pairs/s" and "real tokens/s" are per wall-clock second of the s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -32,48 +33,32 @@ def main() -> None:
     args = p.parse_args()
 
     import jax
-    import numpy as np
 
-    from cpt_jax.data.packing import BatchPacker
-    from cpt_jax.data.pipeline import make_batches
-    from cpt_jax.parallel.mesh import BATCH_AXES, make_mesh
-    from cpt_jax.parallel.rules import batch_sharding, rules_from_config
-    from cpt_jax.train.optimizer import learning_rate, make_optimizer
-    from cpt_jax.train.state import create_train_state
-    from cpt_jax.train.step import StepContext, make_train_step
+    from cpt_jax.train.run import build_run, packer
 
     cfg, tokenizer, tmp = experiment(args.gin_file, args.tokenizer)  # tmp: the run dir, alive until main() returns
-    data = make_batches(cfg.data, tokenizer, cfg.global_batch_size)
-    produced = data.produce(0)
+    run = build_run(dataclasses.replace(cfg, pack_sequences=False))
+    produced = run.open_data(tokenizer).produce(0)
     batches = [next(produced).batch for _ in range(args.steps)]
-    getattr(produced, "close", lambda: None)()
+    produced.close()
 
-    mesh = make_mesh(cfg.mesh)
-    shards = int(np.prod([mesh.shape[a] for a in BATCH_AXES]))
-    packer = BatchPacker(shards)
+    pack = packer(run.mesh, run.grad_cache_chunks)  # as train() packs with pack_sequences
     for b in batches:  # warm-up: the rows reach their high-water mark
-        packer(b)
-    layouts = {"padded": batches, "packed": [packer(b) for b in batches]}
-    real = sum(int(b[f"{s}_mask"].sum()) for b in batches for s in "xy")
-    positions = {name: sum(int(b[f"{s}_tokens"].size) for b in bs for s in "xy") for name, bs in layouts.items()}
+        pack(b)
+    layouts = {"padded": batches, "packed": [pack(b) for b in batches]}
+    real = sum(int(b.x.mask.sum() + b.y.mask.sum()) for b in batches)
+    positions = {name: sum(int(b.x.tokens.size + b.y.tokens.size) for b in bs) for name, bs in layouts.items()}
 
-    rules = rules_from_config(cfg.sharding_rules)
-    tx = make_optimizer(cfg.optimizer, cfg.num_steps)
-    state, shardings = create_train_state(cfg.model, cfg.temperature, tx, mesh, rules, cfg.seed)
-    lr = lambda s: learning_rate(cfg.optimizer, cfg.num_steps, s)  # noqa: E731
-    step = make_train_step(StepContext(cfg.model, cfg.temperature, tx, mesh, rules, cfg.seed), shardings, lr)
-    sharding = batch_sharding(mesh, BATCH_AXES)
-    device_batches = {
-        name: [{k: jax.device_put(v, sharding) for k, v in b.items()} for b in bs] for name, bs in layouts.items()
-    }
+    state, step, shards = run.state, run.step, pack.groups
+    device_batches = {name: [jax.device_put(b, run.batch_sharding) for b in bs] for name, bs in layouts.items()}
     for bs in device_batches.values():  # compile every shape
-        for b in {tuple(v.shape for v in b.values()): b for b in bs}.values():
+        for b in {tuple(v.shape for v in jax.tree.leaves(b)): b for b in bs}.values():
             state, metrics = step(state, b)
     jax.block_until_ready(metrics)
 
     print(header(f"{args.gin_file}: global batch {cfg.global_batch_size}, x/y lengths {cfg.data.max_len_x}/"
                  f"{cfg.data.max_len_y}, {args.steps} real batches, {jax.device_count()} devices; packed rows x/y "
-                 f"{packer.rows['x']}/{packer.rows['y']} per group of {cfg.global_batch_size // shards}"))
+                 f"{pack.rows['x']}/{pack.rows['y']} per group of {cfg.global_batch_size // shards}"))
     print(f"{'round':>5} {'layout':<7} {'seconds':>8} {'steps/s':>8} {'pairs/s':>8} {'real tokens/s':>14} "
           f"{'positions / real':>17}")
     rates: dict[str, list[float]] = {name: [] for name in layouts}

@@ -3,14 +3,14 @@
     python bench/pipeline.py --gin_file configs/experiments/tiny_code.gin
     python bench/pipeline.py --gin_file configs/experiments/tiny_mixture.gin
 
-Builds the experiment's real data path from its gin file (`make_batches`: PairBatches over the
-prepared TFDS split, or StreamBatches over file sources, with their thread prefetch) and its
+Builds the experiment's run from its gin file with train.run.build_run, the same assembly train()
+uses (its data: data/pipeline.Batches over the configured sources, with their thread prefetch), and its
 tokenizer (--tokenizer: an existing one, e.g. outputs/tiny_code/tokenizer; else one is trained
 into a temp dir as the run would), then
   1. pulls --batches global batches and times them: pairs/s, and pairs per CPU-second of this
      process (all threads), which is what the pipeline costs when it shares cores with training;
-  2. with TrainConfig.pack_sequences, packs them as train() does (BatchPacker, in the loop's own
-     thread; a first pass brings the rows to their high-water mark) and times that;
+  2. with TrainConfig.pack_sequences, packs them as train() does (the run's layout, in the loop's
+     own thread; a first pass brings the rows to their high-water mark) and times that;
   3. compiles the experiment's real train step and times --steps steps on those batches.
 "headroom" is pipeline pairs/s / step pairs/s: above 1 the step never waits for data.
 """
@@ -18,7 +18,6 @@ into a temp dir as the run would), then
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -37,18 +36,14 @@ def main() -> None:
 
     import jax
 
-    from cpt_jax.data.packing import BatchPacker
-    from cpt_jax.data.pipeline import make_batches
-    from cpt_jax.parallel.mesh import BATCH_AXES, make_mesh
-    from cpt_jax.parallel.rules import batch_sharding, rules_from_config
-    from cpt_jax.train.optimizer import learning_rate, make_optimizer
-    from cpt_jax.train.state import create_train_state
-    from cpt_jax.train.step import StepContext, make_train_step
+    from cpt_jax.train.run import build_run
 
     cfg, tokenizer, tmp = experiment(args.gin_file, args.tokenizer)  # tmp: the run dir, alive until main() returns
-    data = make_batches(cfg.data, tokenizer, cfg.global_batch_size)
+    run = build_run(cfg)
+    data = run.open_data(tokenizer)
     print(header(f"{args.gin_file}: global batch {cfg.global_batch_size}, x/y lengths "
-                 f"{cfg.data.max_len_x}/{cfg.data.max_len_y}, {type(data).__name__}, {jax.device_count()} devices"))
+                 f"{cfg.data.max_len_x}/{cfg.data.max_len_y}, {len(cfg.data.sources)} source(s), "
+                 f"{jax.device_count()} devices"))
 
     produced = data.produce(0)
     batches = [next(produced).batch]  # the first batch includes opening files and starting threads
@@ -56,33 +51,23 @@ def main() -> None:
     for _ in range(args.batches):
         batches.append(next(produced).batch)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    close = getattr(produced, "close", None)
-    if close:
-        close()
+    produced.close()
     pipeline_rate = args.batches * cfg.global_batch_size / wall
 
-    mesh = make_mesh(cfg.mesh)
-    rules = rules_from_config(cfg.sharding_rules)
-    tx = make_optimizer(cfg.optimizer, cfg.num_steps)
-    state, shardings = create_train_state(cfg.model, cfg.temperature, tx, mesh, rules, cfg.seed)
-    chunks = cfg.global_batch_size // cfg.grad_cache_chunk_size if cfg.grad_cache_chunk_size else 1
     pack_rate = None
     if cfg.pack_sequences:
-        packer = BatchPacker(math.prod(mesh.shape[a] for a in BATCH_AXES) * chunks)
-        for b in batches:
-            packer(b)
+        for b in batches:  # the packed rows reach their high-water mark
+            run.layout(b)
         t = time.perf_counter()
-        batches = [packer(b) for b in batches]
+        for b in batches:
+            run.layout(b)
         pack_rate = len(batches) * cfg.global_batch_size / (time.perf_counter() - t)
-    ctx = StepContext(cfg.model, cfg.temperature, tx, mesh, rules, cfg.seed, grad_cache_chunks=chunks)
-    step = make_train_step(ctx, shardings, lambda s: learning_rate(cfg.optimizer, cfg.num_steps, s))
-    sharding = batch_sharding(mesh, BATCH_AXES)
-    device_batches = [{k: jax.make_array_from_process_local_data(sharding, v) for k, v in b.items()} for b in batches]
-    state, metrics = step(state, device_batches[0])  # compile
+    device_batches = [run.to_global(b) for b in batches]
+    state, metrics = run.step(run.state, device_batches[0])  # compile
     jax.block_until_ready(metrics)
     t = time.perf_counter()
     for i in range(args.steps):
-        state, metrics = step(state, device_batches[1 + i % args.batches])
+        state, metrics = run.step(state, device_batches[1 + i % args.batches])
     jax.block_until_ready(metrics)
     step_rate = args.steps * cfg.global_batch_size / (time.perf_counter() - t)
 

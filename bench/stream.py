@@ -4,7 +4,7 @@
 
 Writes --gb of synthetic prose (paragraphs of Zipf-distributed made-up words, blank-line
 separated) into --files files, half gzip'd, unless DIR already holds them; trains a small
-tokenizer on a sample; then reads the corpus through StreamBatches over TextFilesSource
+tokenizer on a sample; then reads the corpus through Batches over TextFilesSource
 (blank-line documents cut into span pairs, then tokenised; --mode read skips tokenisation)
 until every reader has finished its first epoch (the whole corpus once) or --max_seconds
 pass. Prints one row per --every batches: pairs so far, wall and per-core rates (pairs /
@@ -28,7 +28,8 @@ import jax
 import numpy as np
 import psutil
 
-from cpt_jax.data.pipeline import DataConfig, StreamBatches, iter_source_texts
+from cpt_jax.data.config import DataConfig
+from cpt_jax.data.pipeline import Batches, iter_source_texts
 from cpt_jax.data.sources import TextFilesSource
 from cpt_jax.data.tokenizer import Tokenizer
 
@@ -117,7 +118,7 @@ def main() -> None:
 def run(config: DataConfig, tokenizer: Tokenizer | NullTokenizer, args: argparse.Namespace, on_disk_gb: float) -> None:
     process = psutil.Process()
     _reset_peak_rss()
-    batches = StreamBatches(config, tokenizer, args.batch)
+    batches = Batches(config, tokenizer, args.batch)
     produced = batches.produce()
     print(f"# {time.strftime('%Y-%m-%d')} {platform.node()} {platform.machine()} {os.cpu_count()} cores, python "
           f"{platform.python_version()}, jax {jax.__version__}; corpus {args.gb} GB text ({on_disk_gb:.2f} GB on disk, "

@@ -33,31 +33,28 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import BERT_SHAPES, header, matmul_peak_gflops, peak_rss_bytes, run_child, write_bert  # noqa: E402
+from common import (  # noqa: E402
+    BERT_SHAPES, header, matmul_peak_gflops, peak_rss_bytes, random_pairs, run_child, synthetic_run, write_bert,
+)
 
 FRAMEWORKS = ("cpt-jax", "sentence-transformers")
 
 
-def token_batch(vocab: int, batch: int, seq: int, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    tokens = lambda: rng.integers(1000, vocab, (batch, seq)).astype(np.int32)  # noqa: E731
-    ones = np.ones((batch, seq), np.int32)
-    return {"x_tokens": tokens(), "x_mask": ones, "y_tokens": tokens(), "y_mask": ones}
+def token_batch(vocab: int, batch: int, seq: int, seed: int) -> Any:
+    """The same random pairs for both frameworks (ids from 1000: past BERT's special tokens)."""
+    return random_pairs(vocab, batch, seq, seq, seed, low=1000)
 
 
 def run_jax(args: argparse.Namespace) -> dict:
     import jax
 
     from cpt_jax.interop.hf_weights import load_hf_checkpoint
-    from cpt_jax.parallel.mesh import MeshConfig, make_mesh
-    from cpt_jax.parallel.rules import DEFAULT_RULES
-    from cpt_jax.train.optimizer import OptimizerConfig, learning_rate, make_optimizer
-    from cpt_jax.train.state import TemperatureConfig, train_state_from_params
-    from cpt_jax.train.step import StepContext, make_train_step
+    from cpt_jax.train.optimizer import OptimizerConfig
 
     model, params, _ = load_hf_checkpoint(args.model_dir, dropout=0.0, scan_layers=bool(args.scan_layers),
                                           scan_unroll=args.scan_unroll or BERT_SHAPES[args.shape]["num_hidden_layers"])
@@ -65,13 +62,8 @@ def run_jax(args: argparse.Namespace) -> dict:
     params["position_embedding"] = params["position_embedding"][: args.seq]
     opt = OptimizerConfig(learning_rate=1e-4, warmup_steps=0, decay="constant", weight_decay=0.01)
     total = args.warmup + args.steps
-    tx = make_optimizer(opt, total)
-    mesh = make_mesh(MeshConfig(), jax.devices())
-    temperature = TemperatureConfig()
-    state, shardings = train_state_from_params(params, model, temperature, tx, mesh, DEFAULT_RULES)
-    chunks = args.batch // args.chunk if args.chunk else 1
-    ctx = StepContext(model, temperature, tx, mesh, DEFAULT_RULES, 0, grad_cache_chunks=chunks)
-    step = make_train_step(ctx, shardings, lambda s: learning_rate(opt, total, s))
+    run = synthetic_run(model, args.batch, args.seq, args.chunk, opt, total, devices=jax.devices(), init_params=params)
+    state, step = run.state, run.step
     batches = [token_batch(model.vocab_size, args.batch, args.seq, i) for i in range(2)]
     t = time.perf_counter()
     compiled = step.lower(state, batches[0]).compile()
@@ -106,9 +98,10 @@ def run_torch(args: argparse.Namespace) -> dict:
         loss_fn = losses.MultipleNegativesRankingLoss(model, **both)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
 
-    def features(b: dict[str, np.ndarray], side: str) -> dict[str, torch.Tensor]:
-        ids = torch.from_numpy(b[f"{side}_tokens"].astype(np.int64))
-        return {"input_ids": ids, "attention_mask": torch.from_numpy(b[f"{side}_mask"].astype(np.int64)),
+    def features(b: Any, side: str) -> dict[str, torch.Tensor]:
+        padded = getattr(b, side)
+        ids = torch.from_numpy(padded.tokens.astype(np.int64))
+        return {"input_ids": ids, "attention_mask": torch.from_numpy(padded.mask.astype(np.int64)),
                 "token_type_ids": torch.zeros_like(ids)}
 
     batches = [token_batch(BERT_SHAPES[args.shape]["vocab_size"], args.batch, args.seq, i) for i in range(2)]

@@ -1,67 +1,9 @@
-"""python -m cpt_jax.export --checkpoint RUN_DIR --out DIR — a run as a PyTorch model.
+"""python -m cpt_jax.export: the export CLI lives in cpt_jax/cli/export.py; the export itself
+(a run as a transformers + sentence-transformers directory) in cpt_jax/interop/export.py."""
 
-DIR loads with `transformers.AutoModel.from_pretrained(DIR)` (GPT2Model, LlamaModel,
-Qwen2Model or BertModel, whichever family the run's ModelConfig is) and with
-`sentence_transformers.SentenceTransformer(DIR)`: a Transformer module whose tokenizer's chat
-template wraps each text in the side's delimiters by task (`encode_query` -> [SOS]_x .. [EOS]_x,
-`encode_document` and plain `encode` -> [SOS]_y .. [EOS]_y), pooling at the last token (EOS) or
-the mean as trained, and L2 normalisation. Everything is safetensors and JSON: no pickle.
-"""
-
-from __future__ import annotations
-
-import argparse
-import os
 import sys
 
-import jax
-import numpy as np
-
-from cpt_jax.embedder import Embedder
-from cpt_jax.interop.hf_weights import save_hf_checkpoint
-
-POOLING_MODES = {"eos": "lasttoken", "mean": "mean"}
-
-
-def export(run_dir: str, out_dir: str, step: int | None = None) -> str:
-    """Writes the exported model to out_dir and returns out_dir."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.base.modules import Normalize, Transformer
-    from sentence_transformers.sentence_transformer.modules import Pooling
-
-    embedder = Embedder.load(run_dir, step)
-    model = embedder.model
-    if os.path.exists(out_dir) and os.listdir(out_dir):
-        raise FileExistsError(f"{out_dir} is not empty; export into a new directory (nothing was overwritten).")
-    params = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), embedder.params)
-    save_hf_checkpoint(model, params, out_dir)
-    embedder.tokenizer.save_for_transformers(out_dir, model_max_length=model.max_len)
-    # Each side truncates at its training length; a task-less encode() is the document side.
-    transformer = Transformer(
-        out_dir,
-        query_length=embedder.max_len["x"],
-        document_length=embedder.max_len["y"],
-        max_seq_length=embedder.max_len["y"],
-    )
-    pooling = Pooling(model.d_model, pooling_mode=POOLING_MODES[model.pooling])
-    SentenceTransformer(modules=[transformer, pooling, Normalize()], similarity_fn_name="cosine").save(out_dir)
-    return out_dir
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m cpt_jax.export", description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", required=True, help="a training run's output_dir")
-    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
-    p.add_argument("--out", required=True, help="new directory for the PyTorch model")
-    return p.parse_args(argv)
-
-
-def main(argv: list[str]) -> None:
-    args = parse_args(argv)
-    out = export(args.checkpoint, args.out, args.step)
-    print(f"wrote {out}: load it with transformers.AutoModel.from_pretrained({out!r}) or "
-          f"sentence_transformers.SentenceTransformer({out!r})", flush=True)
-
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from cpt_jax.cli.export import main
+
+    sys.exit(main(sys.argv[1:]))

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from cpt_jax import checkpoint
+from cpt_jax.batch import PaddedSide, PairBatch
 from cpt_jax.data.tokenizer import RUN_DIR_NAME
 from cpt_jax.model import ModelConfig, init_params
 from cpt_jax.parallel.mesh import MeshConfig, make_mesh
@@ -47,11 +48,9 @@ def random_side(rng: np.random.Generator, batch: int, seq: int, vocab: int = 64,
     return tokens * mask, mask
 
 
-def random_batch(seed: int, batch: int = 16, seq: int = 12) -> dict[str, np.ndarray]:
+def random_batch(seed: int, batch: int = 16, seq: int = 12) -> PairBatch:
     rng = np.random.default_rng(seed)
-    xt, xm = random_side(rng, batch, seq)
-    yt, ym = random_side(rng, batch, seq)
-    return {"x_tokens": xt, "x_mask": xm, "y_tokens": yt, "y_mask": ym}
+    return PairBatch(PaddedSide(*random_side(rng, batch, seq)), PaddedSide(*random_side(rng, batch, seq)))
 
 
 def random_params(model: ModelConfig, seed: int = 0, scale: float = 0.02):

@@ -192,17 +192,17 @@ def test_a_checkpoint_without_manifest_loads_with_a_warning(tmp_path):
 
 
 def test_training_quarantines_a_tampered_latest_checkpoint_and_restores_the_previous(tmp_path, capsys):
-    from cpt_jax.data.pipeline import DataConfig
+    from cpt_jax.data.config import DataConfig
     from cpt_jax.model import ModelConfig
     from cpt_jax.parallel.rules import rules_from_config
-    from cpt_jax.train import loop
+    from cpt_jax.train import run
     from cpt_jax.train.config import TrainConfig
     from cpt_jax.train.optimizer import make_optimizer
     from cpt_jax.train.state import abstract_train_state, state_shardings
 
     model = ModelConfig(vocab_size=64, d_model=16, num_layers=1, num_heads=2, d_mlp=32, max_len=16)
     config = TrainConfig(output_dir=str(tmp_path), model=model, num_steps=10, global_batch_size=8,
-                              data=DataConfig(data_dir=str(tmp_path), max_len_x=16, max_len_y=16))
+                              data=DataConfig(max_len_x=16, max_len_y=16))
     mesh, rules = make_mesh(config.mesh), rules_from_config(None)
     tx = make_optimizer(config.optimizer, config.num_steps)
     # Zeros placed with the run's shardings: a state of the right structure without compiling init.
@@ -216,7 +216,7 @@ def test_training_quarantines_a_tampered_latest_checkpoint_and_restores_the_prev
     victim = _array_file(tmp_path, "opt_state", step=2)
     victim.write_bytes(victim.read_bytes()[:-1] + bytes([victim.read_bytes()[-1] ^ 1]))
 
-    restored, _ = loop._restore_or_init(config, ckpt, tx, mesh, rules)
+    restored, _ = run.restore_or_init(config, ckpt, tx, mesh, rules)
     out = capsys.readouterr().out
     assert "checkpoint at step 2 cannot be restored (CheckpointIntegrityError" in out
     assert "restored checkpoint at step 1" in out

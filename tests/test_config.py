@@ -69,7 +69,7 @@ def test_experiment_config_builds_a_train_config(tmp_path):
     train = config.build("TrainConfig")
     assert train.output_dir == str(tmp_path)
     assert train.num_steps == 3
-    assert train.data.dataset == "stdlib_code"
+    assert [s.dataset for s in train.data.sources] == ["stdlib_code"]
     assert train.model.d_model == 128
 
 

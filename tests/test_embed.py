@@ -1,4 +1,4 @@
-"""python -m cpt_jax.embed: file in, float32 .npy out, row i = Embedder.encode of line i."""
+"""python -m cpt_jax.embed (cpt_jax/cli/embed.py): file in, float32 .npy out, row i = Embedder.encode of line i."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydoc_data.topics import topics
 
-from cpt_jax import embed
+from cpt_jax.cli import embed
 from cpt_jax.data.tokenizer import Tokenizer
 from cpt_jax.embedder import Embedder
 from cpt_jax.model import ModelConfig, init_params
@@ -30,7 +30,7 @@ def run_dir(tmp_path_factory) -> str:
 def test_jsonl_to_npy_matches_the_embedder(run_dir, tmp_path, side):
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps({"text": t, "id": i}) + "\n" for i, t in enumerate(TEXTS)))
-    embed.main(["--checkpoint", run_dir, "--input", str(src), "--output", str(tmp_path / "e.npy"), "--side", side])
+    assert embed.main(["--checkpoint", run_dir, "--input", str(src), "--output", str(tmp_path / "e.npy"), "--side", side]) is None
     got = np.load(tmp_path / "e.npy", allow_pickle=False)
     assert got.dtype == np.float32 and got.shape == (len(TEXTS), 16)
     np.testing.assert_allclose(got, Embedder.load(run_dir).encode(TEXTS, side=side), atol=1e-6)

@@ -1,21 +1,29 @@
-"""The evaluate CLI: flag parsing, and BEIR / classification runs end to end with a fake encoder.
+"""The evaluate CLI (cpt_jax/cli/evaluate.py): flags -> EvalSpec and systems, runs end to end
+with a fake encoder, the run's data_dir from its checkpoint meta, and the `python -m` entry points.
 
 The checkpoint loader is replaced by hashed bag-of-words encoders (tests/eval/fakes.py), so
 these runs cover parsing, dispatch, baselines, the table and the JSON file without a model;
-the real checkpoint path is covered by tests/train/test_e2e.py (slow).
+the real checkpoint path is covered by tests/train/test_e2e.py (slow). What the suite scores
+is tested in tests/eval/test_suite.py, the spec's checks in tests/eval/test_spec.py.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from cpt_jax import evaluate as cli
+from cpt_jax.cli import evaluate as cli
 from cpt_jax.data import builders
+from cpt_jax.eval.spec import DEFAULT_DATA_DIR
 from tests.eval.fakes import HashEncoder, write_beir, write_jsonl
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class FakeEmbedder(HashEncoder):
@@ -51,24 +59,31 @@ def folders(tmp_path, monkeypatch):
 
 
 def test_parse_args_defaults_and_lists(tmp_path):
-    args = cli.parse_args(["--checkpoint", "r"])
-    assert args.tasks == ",".join(builders.DATASETS) and args.beir == "" and args.chunk_size == 10_000
+    args, spec = cli.parse_args(["--checkpoint", "r"])
+    assert spec.tasks == tuple(builders.DATASETS) and spec.beir == () and spec.chunk_size == 10_000
+    assert spec.data_dir == DEFAULT_DATA_DIR and spec.baselines and args.data_dir is None
+    (tmp_path / "b").mkdir()
     for skip in ("none", "", "None"):
-        args = cli.parse_args(["--checkpoint", "r", "--tasks", skip, "--beir", f"{tmp_path},{tmp_path}"])
-        assert cli._list(args.tasks) == [] and cli._list(args.beir) == [str(tmp_path)] * 2
-    args = cli.parse_args(["--checkpoint", "r", "--tasks=none", f"--classification={tmp_path}", "--chunk_size=7"])
-    assert args.chunk_size == 7 and cli._list(args.classification) == [str(tmp_path)]
+        _, spec = cli.parse_args(["--checkpoint", "r", "--tasks", skip, "--beir", f"{tmp_path}, {tmp_path / 'b'}"])
+        assert spec.tasks == () and spec.beir == (str(tmp_path), str(tmp_path / "b"))
+    _, spec = cli.parse_args(
+        ["--checkpoint", "r", "--tasks=none", f"--classification={tmp_path}", "--chunk_size=7", "--no_baselines"]
+    )
+    assert spec.chunk_size == 7 and spec.classification == (str(tmp_path),) and not spec.baselines
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["--tasks", "none"], "nothing to evaluate"),
-        (["--tasks", "none", "--beir", "/no/such/folder"], "is not a folder"),
-        (["--beir", ".", "--chunk_size", "0"], "must be >= 1"),
+        (["--tasks", "none", "--beir", "/no/such/folder"], "EvalSpec.beir: /no/such/folder is not a folder"),
+        (["--beir", ".", "--chunk_size", "0"], "EvalSpec.chunk_size=0 must be >= 1"),
+        (["--batch_size", "0"], "EvalSpec.batch_size=0 must be >= 1"),
+        (["--folds", "1"], "EvalSpec.folds=1 must be >= 2"),
+        (["--tasks", "stdlib_cod"], "EvalSpec.tasks: unknown pair dataset(s) ['stdlib_cod']"),
     ],
 )
-def test_parse_args_errors(argv, message, capsys):
+def test_parse_args_errors_name_the_field(argv, message, capsys):
     with pytest.raises(SystemExit):
         cli.parse_args(["--checkpoint", "r"] + argv)
     assert message in capsys.readouterr().err
@@ -76,7 +91,8 @@ def test_parse_args_errors(argv, message, capsys):
 
 def test_main_beir_and_classification_with_baselines(folders, capsys):
     run, beir, cls_dir = folders
-    cli.main(["--checkpoint", run, "--tasks", "none", "--beir", beir, "--classification", cls_dir, "--chunk_size", "7"])
+    argv = ["--checkpoint", run, "--tasks", "none", "--beir", beir, "--classification", cls_dir, "--chunk_size", "7"]
+    assert cli.main(argv) is None
     out = capsys.readouterr().out
     results = json.loads(open(os.path.join(run, "eval_test.json")).read())
     beir_task, cls_task = results
@@ -110,16 +126,64 @@ def test_main_dtype_is_passed_on_and_names_the_results_file(folders):
     assert not os.path.exists(os.path.join(run, "eval_test.json"))  # the float32 results are not overwritten
 
 
-def test_evaluate_beir_systems_programmatic(folders):
+def test_sentence_transformer_is_the_only_system_and_writes_beside_it(folders, monkeypatch):
     _, beir, _ = folders
-    results = cli.evaluate_beir_systems({"a": HashEncoder(), "b": HashEncoder("x")}, [beir], "test", 4, 8, bm25=False)
-    (scores,) = results.values()
-    assert list(scores) == ["a", "b"]
+    monkeypatch.setattr(cli, "SentenceTransformerEncoder", lambda path: HashEncoder(path))
+    model_dir = os.path.dirname(beir)
+    cli.main(["--sentence_transformer", model_dir, "--tasks", "none", "--beir", beir])
+    (scores,) = json.loads(open(os.path.join(model_dir, "eval_test.json")).read()).values()
+    assert list(scores) == ["sentence-transformers", "BM25"]
 
 
-def test_format_table_mixed_columns():
-    table = cli.format_table({"t": {"s1": {"accuracy": 0.5, "dev_accuracy": 0.25}, "s2": {"accuracy": 1.0}}})
-    lines = table.splitlines()
-    assert lines[1].split() == ["system", "accuracy", "dev_accuracy"]
-    assert lines[2].split() == ["s1", "0.5000", "0.2500"] and lines[3].split() == ["s2", "1.0000", "-"]
+@pytest.mark.parametrize(
+    "data_config, tasks, expected",
+    [
+        ({"data_dir": "old/tfds", "sources": []}, ("stdlib_code",), "old/tfds"),  # a run from before sources
+        ({"sources": [{"path": "x.jsonl"}, {"dataset": "stdlib_text", "split": "train", "data_dir": "a"},
+                      {"dataset": "stdlib_code", "split": "train", "data_dir": "b"}]}, ("stdlib_code",), "b"),
+        ({"sources": [{"dataset": "stdlib_text", "split": "train", "data_dir": "a"}]}, ("stdlib_code",), "a"),
+        ({"sources": [{"path": "x.jsonl"}]}, ("stdlib_code",), None),
+        ({}, (), None),
+    ],
+)
+def test_run_data_dir_from_old_and_new_meta(data_config, tasks, expected):
+    assert cli.run_data_dir({"data_config": data_config}, tasks) == expected
 
+
+def test_pair_tasks_read_the_runs_data_dir_unless_given(folders, monkeypatch):
+    run, _, _ = folders
+    meta = {"data_config": {"sources": [{"dataset": "stdlib_code", "split": "train", "data_dir": "run/tfds"}]}}
+    monkeypatch.setattr(cli.checkpoint, "read_meta", lambda run_dir, step: (7, meta))
+    args, spec = cli.parse_args(["--checkpoint", run, "--tasks", "stdlib_code"])
+    systems, spec = cli.build_systems(args, spec)
+    assert list(systems) == ["cpt-jax (trained)", "random init"] and spec.data_dir == "run/tfds"
+    args, spec = cli.parse_args(["--checkpoint", run, "--tasks", "stdlib_code", "--data_dir", "mine"])
+    assert cli.build_systems(args, spec)[1].data_dir == "mine"
+
+
+VERBS = {
+    "cpt_jax/evaluate.py": "cpt_jax.cli.evaluate",
+    "cpt_jax/embed.py": "cpt_jax.cli.embed",
+    "cpt_jax/export.py": "cpt_jax.cli.export",
+    "cpt_jax/model/describe.py": "cpt_jax.cli.describe",
+}
+
+
+@pytest.mark.parametrize("path, cli_module", VERBS.items())
+def test_entry_points_only_call_the_cli(path, cli_module):
+    """A `python -m` verb is a docstring, `import sys` and an `if __name__ == "__main__":` that
+    imports main from cpt_jax.cli (never at import time) and exits with its return value."""
+    tree = ast.parse(open(os.path.join(REPO, path)).read())
+    docstring, imports, main_block = tree.body
+    assert isinstance(docstring, ast.Expr) and cli_module.replace(".", "/") in docstring.value.value
+    assert [a.name for a in imports.names] == ["sys"]
+    assert ast.unparse(main_block.test) == "__name__ == '__main__'"
+    assert ast.unparse(main_block).splitlines()[1:] == [
+        f"    from {cli_module} import main", "    sys.exit(main(sys.argv[1:]))"
+    ]
+
+
+def test_python_m_evaluate_reports_a_bad_spec():
+    proc = subprocess.run([sys.executable, "-m", "cpt_jax.evaluate", "--checkpoint", "r", "--tasks", "none"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "nothing to evaluate" in proc.stderr

@@ -1,4 +1,4 @@
-"""python -m cpt_jax.export: transformers and sentence-transformers reproduce cpt-jax's embeddings."""
+"""cpt_jax.interop.export (python -m cpt_jax.export): transformers and sentence-transformers reproduce cpt-jax's embeddings."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import torch
 import transformers
 from pydoc_data.topics import topics
 
-from cpt_jax import export
+from cpt_jax.cli import export as export_cli
+from cpt_jax.interop import export
 from cpt_jax.data.tokenizer import Tokenizer
 from cpt_jax.embedder import Embedder
 from cpt_jax.eval.sentence_transformer import SentenceTransformerEncoder
@@ -81,3 +82,10 @@ def test_export_refuses_to_overwrite(scratch_run, tmp_path):
     with pytest.raises(FileExistsError, match="not empty"):
         export.export(scratch_run, str(tmp_path / "busy"))
     assert (tmp_path / "busy" / "keep.txt").read_text() == "mine"
+
+
+def test_cli_writes_the_export(scratch_run, tmp_path, capsys):
+    out = str(tmp_path / "exported")
+    assert export_cli.main(["--checkpoint", scratch_run, "--out", out]) is None
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert os.path.exists(os.path.join(out, "model.safetensors"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cpt_jax.data.pipeline import DataConfig
+from cpt_jax.data.config import DataConfig
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel.mesh import MeshConfig
 from cpt_jax.train.optimizer import OptimizerConfig
@@ -19,7 +19,7 @@ from cpt_jax.train.state import TemperatureConfig
         (lambda: ModelConfig(dropout="0.1"), "ModelConfig.dropout='0.1' has type str; expected float."),
         (lambda: MeshConfig(data=2.0), "MeshConfig.data=2.0 has type float; expected int."),
         (lambda: OptimizerConfig(decay=3), "OptimizerConfig.decay=3 has type int; expected str."),
-        (lambda: DataConfig(data_dir=1, max_len_x=8, max_len_y=8), "DataConfig.data_dir=1 has type int; expected str."),
+        (lambda: DataConfig(seed="1", max_len_x=8, max_len_y=8), "DataConfig.seed='1' has type str; expected int."),
     ],
 )
 def test_wrong_types_are_named(make, message):

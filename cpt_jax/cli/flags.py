@@ -21,8 +21,14 @@ from collections.abc import Sequence
 
 import gin
 
-from cpt_jax.data.pipeline import DataConfig
-from cpt_jax.data.sources import CodeFilesSource, PairedJsonlSource, TextFilesSource, TfdsTextSource
+from cpt_jax.data.config import DataConfig
+from cpt_jax.data.sources import (
+    CodeFilesSource,
+    PairedJsonlSource,
+    PreparedPairsSource,
+    TextFilesSource,
+    TfdsTextSource,
+)
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel.mesh import MeshConfig
 from cpt_jax.train.config import TrainConfig
@@ -44,6 +50,7 @@ CONFIGURABLES = {
         CodeFilesSource,
         TfdsTextSource,
         PairedJsonlSource,
+        PreparedPairsSource,
     )
 }
 

@@ -6,10 +6,11 @@ TensorFlow):
 * ``stdlib_corpus``: the stdlib's sources, their splits, the skip rules, and (docstring, code) pairs.
 * ``stdlib_text_pairs``: neighbouring-span pairs from the stdlib's docstrings and pydoc topics.
 * ``builders``: TFDS ``stdlib_code`` / ``stdlib_text`` (array_record), ``prepare``, ``drop_counts``.
-* ``sources``: streaming pair sources (files, code trees, TFDS by name, pre-paired JSONL).
+* ``sources``: pair sources (files, code trees, TFDS by name, pre-paired JSONL, prepared pair
+  datasets), the one code miner (code_pairs), the one span pairer (spans), DROP_RULES (base).
 * ``sentencepiece_model`` / ``tokenizer``: the run's ``Tokenizer`` with per-side delimiters.
 * ``stream`` / ``mixture`` / ``prefetch``: readers, weighted mixtures, background production.
-* ``pipeline``: ``DataConfig``, ``PairBatches`` (prepared TFDS) and ``StreamBatches`` (sources),
-  both multi-host deterministic and exactly resumable.
+* ``pipeline``: ``DataConfig`` and ``Batches``, the one batcher of every source (prepared TFDS
+  splits included, as ``PreparedPairsSource``): multi-host deterministic, exactly resumable.
 * ``fingerprint``: order-free batch fingerprints and the run comparison CLI.
 """

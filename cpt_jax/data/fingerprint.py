@@ -15,14 +15,30 @@ from collections.abc import Sequence
 
 import numpy as np
 
-Batch = dict[str, np.ndarray]
+from cpt_jax.batch import PaddedSide, PairBatch
 
 
-def row_hashes(batch: Batch) -> np.ndarray:
+def _arrays(batch: PairBatch) -> dict[str, np.ndarray]:
+    """The batch's arrays under stable names; hashing them in sorted-name order keeps the
+    fingerprints of runs logged before batches were typed comparable with today's."""
+    sides = {"x": batch.x, "y": batch.y}
+    if batch.negatives is not None:
+        sides["n"] = batch.negatives.side
+    for name, side in sides.items():
+        if not isinstance(side, PaddedSide):
+            raise TypeError(f"row_hashes takes the padded batch the pipeline produced; side {name!r} is {type(side).__name__}.")
+    arrays = {f"{name}_{field}": np.asarray(getattr(side, field)) for name, side in sides.items() for field in ("tokens", "mask")}
+    if batch.negatives is not None:
+        arrays["n_valid"] = np.asarray(batch.negatives.valid)
+    return arrays
+
+
+def row_hashes(batch: PairBatch) -> np.ndarray:
     """uint64 [rows]: a hash of each row across all the batch's arrays."""
-    keys = sorted(batch)
-    rows = len(batch[keys[0]])
-    flat = [np.ascontiguousarray(batch[k]).reshape(rows, -1) for k in keys]
+    arrays = _arrays(batch)
+    keys = sorted(arrays)
+    rows = len(arrays[keys[0]])
+    flat = [np.ascontiguousarray(arrays[k]).reshape(rows, -1) for k in keys]
     digest = lambda i: hashlib.blake2b(b"".join(f[i].tobytes() for f in flat), digest_size=8).digest()  # noqa: E731
     return np.array([int.from_bytes(digest(i), "little") for i in range(rows)], np.uint64)
 
@@ -32,7 +48,7 @@ def fingerprint(hashes: Sequence[int] | np.ndarray) -> str:
     return hashlib.sha256(np.sort(np.asarray(hashes, np.uint64)).tobytes()).hexdigest()[:16]
 
 
-def batch_fingerprint(batch: Batch) -> str:
+def batch_fingerprint(batch: PairBatch) -> str:
     """Equal for batches holding the same rows in any order (the loss does not see the order)."""
     return fingerprint(row_hashes(batch))
 
@@ -53,18 +69,7 @@ def compare(run_a: str, run_b: str) -> list[int]:
     return [i for i in sorted(a.keys() & b.keys()) if a[i] != b[i]]
 
 
-def main(argv: list[str]) -> int:
-    """python -m cpt_jax.data.fingerprint RUN_A RUN_B: exit 0 iff every common batch matches."""
-    if len(argv) != 2:
-        print("usage: python -m cpt_jax.data.fingerprint RUN_A RUN_B", file=sys.stderr)
-        return 2
-    a, b = read_fingerprints(argv[0]), read_fingerprints(argv[1])
-    common = sorted(a.keys() & b.keys())
-    differ = compare(*argv)
-    print(f"{len(common)} batches in both runs ({min(common, default=0)}..{max(common, default=-1)}); "
-          f"{len(common) - len(differ)} identical, {len(differ)} differ{': ' + str(differ) if differ else ''}")
-    return 1 if differ or not common else 0
+if __name__ == "__main__":  # the CLI: cpt_jax/cli/fingerprint.py
+    from cpt_jax.cli.fingerprint import main
 
-
-if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -23,16 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-
-@dataclasses.dataclass(frozen=True)
-class PackedSide:
-    """One side of a batch, packed. tokens, segments: int32 [groups, rows, seq] (segments: the
-    group-local index 0..n-1 of the sequence each token belongs to, -1: padding); ends: int32
-    [groups, n], each sequence's last token as the group-local flat index row * seq + column."""
-
-    tokens: np.ndarray
-    segments: np.ndarray
-    ends: np.ndarray
+from cpt_jax.batch import PackedSide, PairBatch, PaddedSide
 
 
 def first_fit_decreasing(lengths: np.ndarray, seq: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -66,8 +57,8 @@ def round_rows(needed: int, per_group: int, steps: int = 16) -> int:
 
 
 def pack(tokens: np.ndarray, mask: np.ndarray, groups: int, rows: int) -> PackedSide:
-    """tokens, mask: [N, seq] (right-padded, N divisible by groups) -> PackedSide with `rows` rows
-    per group. Raises ValueError if a group needs more rows (rows_needed tells how many)."""
+    """tokens, mask: [N, seq] (right-padded, N divisible by groups) -> PackedSide (cpt_jax.batch)
+    with `rows` rows per group. Raises ValueError if a group needs more rows (rows_needed tells how many)."""
     n_total, seq = tokens.shape
     if n_total % groups:
         raise ValueError(f"{n_total} sequences do not split into {groups} groups")
@@ -89,20 +80,16 @@ def pack(tokens: np.ndarray, mask: np.ndarray, groups: int, rows: int) -> Packed
     return PackedSide(packed_tokens, segments, ends)
 
 
-SIDES = ("x", "y")
-
-
 class BatchPacker:
-    """Packs the x and y sides of every local batch (numpy, as PairBatches / StreamBatches give
-    them: "{side}_tokens", "{side}_mask" [local, seq]) into "{side}_tokens", "{side}_segments"
-    [local groups, rows, seq] and "{side}_ends" [local groups, n]; other arrays (hard negatives)
-    pass through unpacked.
+    """Packs the x and y sides of every local batch (a PairBatch of PaddedSides [local, seq], as
+    the data pipeline gives it) into PackedSides of [local groups, rows, seq]; hard negatives pass
+    through unpacked.
 
     The row count of a side only grows, so a run compiles its step for a few shapes early on and
     then reuses them: when a group of any process needs more rows than the side has, it grows to
     that need times 1 + 1/sqrt(n) (n sequences per group), rounded by round_rows. A need is a sum
     over n sequences, whose relative spread shrinks as 1/sqrt(n), so the headroom makes later
-    growth rare: the main command's run compiles 3 shapes instead of 6, with the same final rows. `agree` maps this process's needs [2] to the element-wise maximum over all
+    growth rare. `agree` maps this process's needs [2] to the element-wise maximum over all
     processes (a collective in multi-process runs; the identity for one process), so every
     process packs to the same global shape.
     """
@@ -110,16 +97,18 @@ class BatchPacker:
     def __init__(self, groups: int, agree: Callable[[np.ndarray], np.ndarray] = lambda need: need) -> None:
         self.groups = groups  # this process's groups
         self.agree = agree
-        self.rows = dict.fromkeys(SIDES, 0)
+        self.rows = {"x": 0, "y": 0}
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = dict(batch)
-        sides = {s: (out.pop(f"{s}_tokens"), out.pop(f"{s}_mask")) for s in SIDES}
-        need = self.agree(np.array([rows_needed(mask, self.groups) for _, mask in sides.values()], np.int32))
-        for (side, (tokens, mask)), needed in zip(sides.items(), need):
-            n = mask.shape[0] // self.groups
-            if needed > self.rows[side]:
-                self.rows[side] = round_rows(math.ceil(int(needed) * (1 + 1 / math.sqrt(n))), n)
-            packed = pack(tokens, mask, self.groups, self.rows[side])
-            out.update({f"{side}_tokens": packed.tokens, f"{side}_segments": packed.segments, f"{side}_ends": packed.ends})
-        return out
+    def __call__(self, batch: PairBatch) -> PairBatch:
+        sides = {"x": batch.x, "y": batch.y}
+        for name, side in sides.items():
+            if not isinstance(side, PaddedSide):
+                raise TypeError(f"BatchPacker packs PaddedSides; side {name} is a {type(side).__name__}.")
+        need = self.agree(np.array([rows_needed(side.mask, self.groups) for side in sides.values()], np.int32))
+        packed = {}
+        for (name, side), needed in zip(sides.items(), need):
+            n = side.mask.shape[0] // self.groups
+            if needed > self.rows[name]:
+                self.rows[name] = round_rows(math.ceil(int(needed) * (1 + 1 / math.sqrt(n))), n)
+            packed[name] = pack(side.tokens, side.mask, self.groups, self.rows[name])
+        return dataclasses.replace(batch, **packed)

@@ -13,9 +13,10 @@ hash, so one package never contributes to two splits and held-out retrieval
 never sees code from a package seen in training. Every pair carries its
 ``module``, and ``module_split(pair["module"])`` is always the pair's split.
 
-Bad or extreme input never crashes a build or reaches a batch: every file,
-document or pair left out (or cut) is counted under one of ``SKIP_RULES``,
-whose descriptions state the rule. The miners take ``(module name, file
+Code pairs come from the one code miner (sources/code_pairs.py), text spans from the one span
+pairer (sources/spans.py). Bad or extreme input never crashes a build or reaches a batch: every
+file, document or pair left out (or cut) is counted under one of ``BUILD_RULES`` (described in
+sources/base.DROP_RULES). The miners take ``(module name, file
 bytes)`` sources, so tests feed crafted files through the same code as the
 real stdlib walk.
 """
@@ -26,13 +27,14 @@ import ast
 import collections
 import dataclasses
 import hashlib
-import io
 import os
 import pathlib
 import sysconfig
-import tokenize
 from collections.abc import Iterable, Iterator
 from typing import Literal
+
+from cpt_jax.data.sources import code_pairs
+from cpt_jax.data.sources.base import CounterSink
 
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[Split, ...] = ("train", "validation", "test")
@@ -41,7 +43,7 @@ SourceFile = tuple[str, bytes]  # (dotted module name, the file's bytes)
 
 # Directories that hold tests, third-party code or Python-2 era fixtures.
 _SKIP_DIRS = frozenset({"site-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__"})
-_MIN_DOC_WORDS = 3
+MIN_DOC_WORDS = 3
 # Neighbouring spans whose word sets overlap more than this are near-identical (stdlib_text_pairs).
 MAX_SPAN_JACCARD = 0.8
 
@@ -51,24 +53,14 @@ MAX_SOURCE_BYTES = 2 * 1024 * 1024
 MAX_DOCUMENT_CHARS = 200_000
 MAX_TEXT_CHARS = 32_768
 
-SKIP_RULES: dict[str, str] = {
-    "unreadable_file": "source file cannot be read (OSError): file skipped",
-    "file_too_large": f"source file over {MAX_SOURCE_BYTES} bytes: file skipped (never read further)",
-    "invalid_encoding": "source bytes invalid in the file's encoding (PEP 263 cookie, else UTF-8), or an "
-    "unknown cookie: file skipped",
-    "unparsable_source": "source does not parse (SyntaxError, null bytes, nesting too deep): file skipped",
-    "empty_text": "docstring or pair side empty or whitespace only: skipped",
-    "short_docstring": f"docstring of fewer than {_MIN_DOC_WORDS} words: function skipped",
-    "trivial_body": "function body only pass / ... / raise NotImplementedError: function skipped",
-    "inline_docstring": "docstring shares a line with code: function skipped",
-    "truncated_document": f"document over {MAX_DOCUMENT_CHARS} characters: cut at the last whitespace "
-    "before that length, then split into spans (kept, counted)",
-    "near_identical_spans": f"neighbouring spans with word-set Jaccard > {MAX_SPAN_JACCARD}: pair dropped",
-    "unencodable_text": "text not encodable as UTF-8 (a lone surrogate, e.g. from a \\ud800 escape): pair dropped",
-    "text_too_long": f"x or y over {MAX_TEXT_CHARS} characters: pair dropped",
-    "duplicate_key": "key already used in the split (two sources with one module name): pair dropped",
-    "duplicate_pair": "(x, y) identical to an earlier pair of the same split: pair dropped",
-}
+# The drop rules the stdlib builders apply (names and meanings: sources/base.DROP_RULES); every
+# one is in a prepared dataset's drop counts, 0 when it never applied. The limits are those above,
+# MIN_DOC_WORDS, and the span recipe of stdlib_text_pairs.SPANS.
+BUILD_RULES: tuple[str, ...] = (
+    "unreadable_file", "file_too_large", "invalid_utf8", "unparsable_source", "no_docstring", "empty",
+    "short_docstring", "empty_body", "inline_docstring", "too_long_document_truncated", "near_duplicate",
+    "unencodable_text", "text_too_long", "duplicate_key", "duplicate_pair",
+)
 
 
 def module_split(module: str, seed: int = 0) -> Split:
@@ -150,21 +142,8 @@ def parse_source(name: str, data: bytes, skipped: collections.Counter[str]) -> S
     if len(data) > MAX_SOURCE_BYTES:
         skipped["file_too_large"] += 1
         return None
-    try:
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)  # PEP 263 cookie or BOM
-        source = data.decode(encoding)
-    except (SyntaxError, UnicodeDecodeError):  # SyntaxError: unknown cookie, bad bytes on lines 1-2
-        skipped["invalid_encoding"] += 1
-        return None
-    source = source.replace("\r\n", "\n").replace("\r", "\n")  # as text-mode reading would
-    try:
-        tree = ast.parse(source, filename=name)
-    # ValueError: null bytes (3.11); MemoryError / RecursionError: nesting too deep for the
-    # parser (e.g. 10^5 unary minus signs), which it reports as such rather than a SyntaxError.
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
-        skipped["unparsable_source"] += 1
-        return None
-    return StdlibModule(name, source, tree)
+    parsed = code_pairs.parse_python(data, CounterSink(skipped))
+    return None if parsed is None else StdlibModule(name, parsed[1], parsed[0])
 
 
 def parse_sources(sources: Iterable[SourceFile], skipped: collections.Counter[str]) -> Iterator[StdlibModule]:
@@ -173,12 +152,6 @@ def parse_sources(sources: Iterable[SourceFile], skipped: collections.Counter[st
         module = parse_source(name, data, skipped)
         if module is not None:
             yield module
-
-
-def _source_lines(source: str) -> list[str]:
-    """Lines as ast numbers them: split at "\\n" only. str.splitlines also splits at form
-    feeds and other separators, which would misalign every line after one."""
-    return [line + "\n" for line in source.split("\n")]
 
 
 def _encodable(*texts: str) -> bool:
@@ -205,7 +178,7 @@ def checked_pairs(
     for key, pair in pairs:
         x, y = pair["x"], pair["y"]
         if not x.strip() or not y.strip():
-            rule = "empty_text"
+            rule = "empty"
         elif not _encodable(key, x, y, pair["module"]):
             rule = "unencodable_text"
         elif max(len(x), len(y)) > MAX_TEXT_CHARS:
@@ -224,97 +197,21 @@ def checked_pairs(
         skipped[rule] += 1
 
 
-def walk_defs(
-    node: ast.AST, prefix: str = ""
-) -> Iterator[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef]]:
-    """Yields ``(qualname, node)`` for every function/class, depth first in source order."""
-    for child in ast.iter_child_nodes(node):
-        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            qualname = f"{prefix}{child.name}"
-            yield qualname, child
-            yield from walk_defs(child, f"{qualname}.")
-        else:
-            yield from walk_defs(child, prefix)
-
-
-def _is_trivial(stmt: ast.stmt) -> bool:
-    """True for placeholder statements: ``pass``, ``...`` and ``raise NotImplementedError``."""
-    if isinstance(stmt, ast.Pass):
-        return True
-    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
-        return True  # `...` or a stray string literal
-    if isinstance(stmt, ast.Raise) and stmt.exc is not None:
-        exc = stmt.exc.func if isinstance(stmt.exc, ast.Call) else stmt.exc
-        return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
-    return False
-
-
-def _code_without_docstring(
-    lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef
-) -> str | None:
-    """Function source minus its docstring statement, dedented to the ``def`` column.
-
-    Returns None when the docstring shares a line with other code (e.g.
-    ``def f(): "doc"; return 1``): removing whole lines would then cut code.
-    A trailing comment on the docstring's last line is dropped with it.
-    """
-    doc = node.body[0]
-    assert doc.end_lineno is not None and doc.end_col_offset is not None
-    assert node.end_lineno is not None
-    before = lines[doc.lineno - 1][: doc.col_offset].strip()
-    after = lines[doc.end_lineno - 1][doc.end_col_offset :].strip()
-    if before or not (after == "" or after.startswith("#")):
-        return None
-    kept = lines[node.lineno - 1 : doc.lineno - 1] + lines[doc.end_lineno : node.end_lineno]
-    indent = node.col_offset
-    # Strip the def's own indentation only; lines inside multi-line strings that
-    # are indented less than the def are left untouched.
-    dedented = [line[indent:] if not line[:indent].strip() else line for line in kept]
-    return "".join(dedented).rstrip() + "\n"
-
-
-def code_pairs(
-    module: StdlibModule, skipped: collections.Counter[str] | None = None
-) -> Iterator[tuple[str, Pair]]:
-    """Yields ``(key, {"x": docstring, "y": code, "module": name})`` for one module.
-
-    ``x`` is the ``inspect.cleandoc``-ed docstring, ``y`` the function's source
-    (signature and body, dedented) with the docstring statement removed.
-    Functions whose remaining body is a placeholder or whose docstring has fewer
-    than three words are skipped and counted in ``skipped``.
-    """
-    skipped = collections.Counter() if skipped is None else skipped
-    lines = _source_lines(module.source)
-    for qualname, node in walk_defs(module.tree):
-        if isinstance(node, ast.ClassDef):
-            continue
-        docstring = ast.get_docstring(node, clean=True)
-        if docstring is None:
-            continue
-        if not docstring.strip():
-            skipped["empty_text"] += 1
-            continue
-        if len(docstring.split()) < _MIN_DOC_WORDS:
-            skipped["short_docstring"] += 1
-            continue
-        if all(_is_trivial(stmt) for stmt in node.body[1:]):
-            skipped["trivial_body"] += 1
-            continue
-        code = _code_without_docstring(lines, node)
-        if code is None:
-            skipped["inline_docstring"] += 1
-            continue
-        key = f"{module.name}:{qualname}:{node.lineno}"
-        yield key, {"x": docstring, "y": code, "module": module.name}
-
-
 def code_pairs_from_sources(
     sources: Iterable[SourceFile], skipped: collections.Counter[str] | None = None
 ) -> Iterator[tuple[str, Pair]]:
-    """The :func:`checked_pairs` among the :func:`code_pairs` of the sources that parse."""
+    """The :func:`checked_pairs` among the pairs the one code miner (sources/code_pairs.py) finds
+    in the sources. Keys are ``"<module>:<qualname>:<def line>"``; pairs carry their module."""
     skipped = collections.Counter() if skipped is None else skipped
-    mined = (item for module in parse_sources(sources, skipped) for item in code_pairs(module, skipped))
-    return checked_pairs(mined, skipped)
+
+    def mined() -> Iterator[tuple[str, Pair]]:
+        for name, data in sources:
+            pairs = code_pairs.mine(data, "python", CounterSink(skipped), min_doc_words=MIN_DOC_WORDS,
+                                    max_file_bytes=MAX_SOURCE_BYTES)
+            for pair in pairs:
+                yield f"{name}:{pair.name}:{pair.line}", {"x": pair.x, "y": pair.y, "module": name}
+
+    return checked_pairs(mined(), skipped)
 
 
 def iter_code_pairs(

@@ -2,15 +2,16 @@
 document (long module and class docstrings, and the ``pydoc_data`` help topics), the cpt-text
 setting of unlabelled pairs from the same document.
 
-Sources, splits and the skip rules are shared with the code pairs (stdlib_corpus.py); every pair
-left out or cut is counted under one of ``stdlib_corpus.SKIP_RULES``.
+Sources, splits and the split-level pair checks are shared with the code pairs (stdlib_corpus.py);
+the spans come from the one span pairer (sources/spans.py, layout "paragraphs"). Every pair left
+out or cut is counted under a rule of sources/base.DROP_RULES.
 """
 
 from __future__ import annotations
 
 import ast
 import collections
-import re
+import math
 from collections.abc import Iterable, Iterator
 
 from cpt_jax.data.stdlib_corpus import (
@@ -23,84 +24,35 @@ from cpt_jax.data.stdlib_corpus import (
     iter_sources,
     module_split,
     parse_sources,
-    walk_defs,
 )
+from cpt_jax.data.sources import spans
+from cpt_jax.data.sources.base import CounterSink
+from cpt_jax.data.sources.code_pairs import walk_defs
+from cpt_jax.data.sources.spans import SpanConfig
 
-SPAN_MIN_WORDS = 40
-SPAN_MAX_WORDS = 120
+# The stdlib's span recipe, through the one span pairer (sources/spans.py): paragraph spans of
+# 40..120 words, neighbours paired; a pair is dropped when its word-set Jaccard EXCEEDS 0.8 (the
+# pairer drops at >= max_jaccard, hence the next float above 0.8); documents cut at 200,000 chars.
+SPANS = SpanConfig(
+    layout="paragraphs",
+    min_span_words=40,
+    max_span_words=120,
+    max_jaccard=math.nextafter(MAX_SPAN_JACCARD, 1.0),
+    max_document_chars=MAX_DOCUMENT_CHARS,
+)
 # pydoc topics get the module name "pydoc-topic:<topic>": the hyphen cannot clash with an
 # importable module, and it contains no dot, so each topic is its own split unit.
 PYDOC_TOPIC_PREFIX = "pydoc-topic:"
 
 
-def split_spans(
-    text: str, min_words: int = SPAN_MIN_WORDS, max_words: int = SPAN_MAX_WORDS
-) -> list[str]:
-    """Splits a document into consecutive spans of roughly ``min_words``..``max_words``.
-
-    Paragraphs (blank-line separated) are merged greedily until a span holds at
-    least ``min_words``; paragraphs longer than ``max_words`` are first cut into
-    equal word chunks. A tail shorter than ``min_words`` is merged into the
-    previous span when it fits, else kept only if at least half of ``min_words``.
-    """
-    pieces: list[str] = []
-    for paragraph in re.split(r"\n\s*\n", text):
-        words = paragraph.split()
-        if not words:
-            continue
-        if len(words) <= max_words:
-            pieces.append(paragraph.strip("\n").rstrip())
-            continue
-        n_chunks = -(-len(words) // max_words)
-        size = -(-len(words) // n_chunks)
-        pieces.extend(" ".join(words[i : i + size]) for i in range(0, len(words), size))
-
-    spans: list[str] = []
-    current: list[str] = []
-    current_words = 0
-    for piece in pieces:
-        n = len(piece.split())
-        if current and (current_words >= min_words or current_words + n > max_words):
-            spans.append("\n\n".join(current))
-            current, current_words = [], 0
-        current.append(piece)
-        current_words += n
-    if current_words >= min_words:
-        spans.append("\n\n".join(current))
-    elif spans and len(spans[-1].split()) + current_words <= max_words:
-        spans[-1] = "\n\n".join([spans[-1], *current])
-    elif current_words >= min_words // 2:
-        spans.append("\n\n".join(current))
-    return spans
-
-
-def _near_identical(a: str, b: str) -> bool:
-    wa, wb = set(a.lower().split()), set(b.lower().split())
-    if not wa or not wb:
-        return True
-    return len(wa & wb) / len(wa | wb) > MAX_SPAN_JACCARD
-
-
 def document_pairs(
     key_prefix: str, module: str, document: str, skipped: collections.Counter[str] | None = None
 ) -> Iterator[tuple[str, Pair]]:
-    """Yields ``(key, {"x": span_i, "y": span_i+1, "module"})`` over :func:`split_spans`.
-
-    A document over ``MAX_DOCUMENT_CHARS`` is cut first; pairs whose spans are
-    near-identical (word-set Jaccard > 0.8) are dropped. Both are counted in ``skipped``.
-    """
+    """Yields ``(key, {"x": span_i, "y": span_i+1, "module"})`` of one document (SPANS); what is
+    cut or dropped is counted in ``skipped``."""
     skipped = collections.Counter() if skipped is None else skipped
-    if len(document) > MAX_DOCUMENT_CHARS:
-        skipped["truncated_document"] += 1
-        head = document[:MAX_DOCUMENT_CHARS]
-        cut = max(head.rfind(" "), head.rfind("\n"))
-        document = head[:cut] if cut > 0 else head
-    spans = split_spans(document)
-    for i, (x, y) in enumerate(zip(spans, spans[1:])):
-        if _near_identical(x, y):
-            skipped["near_identical_spans"] += 1
-        else:
-            yield f"{key_prefix}:{i}", {"x": x, "y": y, "module": module}
+    for i, pair in spans.numbered_span_pairs(document, key_prefix, SPANS, CounterSink(skipped)):
+        yield f"{key_prefix}:{i}", {"x": pair["x"], "y": pair["y"], "module": module}
 
 
 def _pydoc_topics() -> dict[str, str]:

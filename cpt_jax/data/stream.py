@@ -1,4 +1,7 @@
-"""Resumable readers: one source's shards split over V virtual readers, with a windowed shuffle.
+"""How the V virtual readers read a source: windowed-shuffle readers over shards (streaming
+sources), or contiguous slices of one global permutation (random-access sources, GlobalOrder).
+
+Streaming sources, SourceReader: one source's shards split over V virtual readers.
 
 Reader v of V owns a fixed slice of the source's shards:
 * with at least V shards, the shards i with i % V == v, read whole;
@@ -24,6 +27,7 @@ import zlib
 from collections.abc import Iterator
 from typing import NamedTuple
 
+import grain
 import numpy as np
 
 from cpt_jax.data.sources.base import Record, Source
@@ -156,3 +160,25 @@ class SourceReader:
                     "stream_readers, or give the source more (or more evenly filled) shards."
                 )
             epoch, position = epoch + 1, 0
+
+
+class GlobalOrder:
+    """A random-access source of n records as one endless stream: a permutation of range(n),
+    fresh every epoch (grain's index shuffle of `seed`), repeated.
+
+    The batcher cuts it into contiguous slices: at step s, reader v takes the c rows at
+    V * A(s) + v * c, where A(s) is the rows each reader took from this source before step s and
+    c = A(s+1) - A(s) (data/mixture.py). So the stream is consumed in order, its position is
+    V * A(s) (a function of the step), and with one source the global batch s is stream rows
+    [s*G, (s+1)*G) whatever the process count.
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        if size <= 0:
+            raise ValueError(f"a random-access source must hold records (it has {size}).")
+        self.size = size
+        self._stream = grain.MapDataset.range(size).shuffle(seed=seed).repeat()
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Record indices of stream rows [start, stop): int64."""
+        return np.array([self._stream[i] for i in range(start, stop)], np.int64)

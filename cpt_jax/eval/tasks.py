@@ -8,15 +8,13 @@ the corpus, and y_i is the one relevant document. For stdlib_code that is code s
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from cpt_jax.data.pipeline import iter_split_texts
 from cpt_jax.eval.bm25 import BM25Index
+from cpt_jax.eval.common import Encoder, encode_checked
 from cpt_jax.eval.retrieval import evaluate_ranking, exact_search, mrr, rank_of_gold
-
-Encode = Callable[[Sequence[str], str], np.ndarray]  # (texts, side) -> float32 [n, d]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +45,11 @@ def _scores_from_ranks(ranks: np.ndarray, top: np.ndarray, gold: np.ndarray) -> 
     return out
 
 
-def score_dense(task: PairTask, encode: Encode) -> dict[str, float]:
-    """MRR over the whole corpus, and MRR@10 / nDCG@10 / recall@10, by exact cosine search."""
-    q = encode(task.queries, "query")
-    d = encode(task.docs, "document")
+def score_dense(task: PairTask, encoder: Encoder, batch_size: int = 128) -> dict[str, float]:
+    """MRR over the whole corpus, and MRR@10 / nDCG@10 / recall@10, by exact cosine search
+    over ``encoder``'s embeddings (``batch_size`` texts per encode call)."""
+    q = encode_checked(encoder, task.queries, "query", batch_size)
+    d = encode_checked(encoder, task.docs, "document", batch_size)
     _, top = exact_search(q, d, k=10)
     return _scores_from_ranks(rank_of_gold(q, d, task.gold), top, task.gold)
 

@@ -1,32 +1,8 @@
-"""python -m cpt_jax.model.describe configs/model/*.gin — parameter count of each model config."""
+"""python -m cpt_jax.model.describe: the describe CLI lives in cpt_jax/cli/describe.py."""
 
-from __future__ import annotations
-
-import os
 import sys
 
-import gin
-
-from cpt_jax.cli import flags as config
-from cpt_jax.model import param_count
-
-
-def describe(gin_file: str) -> tuple[str, int, int, int]:
-    """(name, parameters, embedding width, layers) of the ModelConfig a gin file binds."""
-    gin.clear_config()
-    config.parse_flags([f"--gin_file={gin_file}"])
-    model = config.build("ModelConfig")
-    return os.path.splitext(os.path.basename(gin_file))[0], param_count(model), model.d_model, model.num_layers
-
-
-def main(argv: list[str]) -> None:
-    if not argv:
-        raise SystemExit("usage: python -m cpt_jax.model.describe configs/model/*.gin")
-    print(f"{'config':<8} {'parameters':>16} {'embedding width':>16} {'layers':>7}")
-    for path in argv:
-        name, count, width, layers = describe(path)
-        print(f"{name:<8} {count:>16,} {width:>16} {layers:>7}")
-
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from cpt_jax.cli.describe import main
+
+    sys.exit(main(sys.argv[1:]))

@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cpt_jax.batch import PackedSide, PaddedSide, Side
 from cpt_jax.model.config import ModelConfig
 from cpt_jax.model.encoder import Encoder
 from cpt_jax.model.pooling import eos_positions, l2_normalize, pool, segment_mean_pool, take_tokens
@@ -81,17 +82,18 @@ def embed_packed(
     return l2_normalize(pooled.astype(jnp.float32))
 
 
-def embed_side(params: Params, cfg: ModelConfig, side: dict[str, Array], dropout_rng: Array | None = None) -> Array:
-    """embed() of an unpacked side {"tokens", "mask"}, or embed_packed() of a packed one
-    {"tokens", "segments", "ends"} -> [sequences, d_model]."""
-    if "segments" in side:
-        return embed_packed(params, cfg, side["tokens"], side["segments"], side["ends"], dropout_rng)
-    return embed(params, cfg, side["tokens"], side["mask"], dropout_rng)
+def embed_side(params: Params, cfg: ModelConfig, side: Side, dropout_rng: Array | None = None) -> Array:
+    """embed() of a PaddedSide [n, seq], or embed_packed() of a PackedSide -> [sequences, d_model]."""
+    if isinstance(side, PackedSide):
+        return embed_packed(params, cfg, side.tokens, side.segments, side.ends, dropout_rng)
+    if isinstance(side, PaddedSide):
+        return embed(params, cfg, side.tokens, side.mask, dropout_rng)
+    raise TypeError(f"embed_side takes a PaddedSide or PackedSide (cpt_jax.batch), not {type(side).__name__}.")
 
 
-def real_tokens(side: dict[str, Array]) -> Array:
+def real_tokens(side: Side) -> Array:
     """How many real (not padding) tokens a side holds, packed or not."""
-    return jnp.sum(side["segments"] >= 0) if "segments" in side else jnp.sum(side["mask"])
+    return jnp.sum(side.segments >= 0) if isinstance(side, PackedSide) else jnp.sum(side.mask)
 
 
 def param_count(cfg: ModelConfig) -> int:

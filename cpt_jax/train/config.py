@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from cpt_jax.data.pipeline import DataConfig
+import jax
+
+from cpt_jax.data.config import DataConfig, check_stream_layout, require_sources
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel.mesh import MeshConfig
 from cpt_jax.train.optimizer import OptimizerConfig
@@ -65,3 +67,36 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self)
+
+
+def validate(config: TrainConfig, num_devices: int, reads_data: bool = True) -> None:
+    """Fail before any data preparation or compile, naming the bad value and the fix. reads_data:
+    the run reads DataConfig.sources (False for a run whose batches its caller makes)."""
+    if reads_data:
+        require_sources(config.data)
+    config.mesh.resolve(num_devices)
+    for side in ("x", "y"):
+        length = getattr(config.data, f"max_len_{side}")
+        if length > config.model.max_len:
+            raise ValueError(
+                f"DataConfig.max_len_{side}={length} exceeds ModelConfig.max_len={config.model.max_len}; "
+                f"lower the data length or raise the model's."
+            )
+    if config.num_steps <= 0 or config.global_batch_size <= 0:
+        raise ValueError("TrainConfig.num_steps and TrainConfig.global_batch_size must be positive.")
+    if config.init_from and config.tokenizer_path:
+        raise ValueError(
+            "TrainConfig.init_from brings its own tokenizer; unset TrainConfig.tokenizer_path."
+        )
+    chunk = config.grad_cache_chunk_size
+    if chunk < 0 or (chunk and config.global_batch_size % chunk):
+        raise ValueError(
+            f"TrainConfig.global_batch_size={config.global_batch_size} must be a multiple of "
+            f"TrainConfig.grad_cache_chunk_size={chunk} (0 disables gradient caching)."
+        )
+    if config.global_batch_size % jax.process_count():
+        raise ValueError(
+            f"TrainConfig.global_batch_size={config.global_batch_size} must be divisible by the "
+            f"{jax.process_count()} processes."
+        )
+    check_stream_layout(config.data, config.global_batch_size, jax.process_count())

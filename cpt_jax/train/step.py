@@ -12,15 +12,15 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
+from cpt_jax.batch import PairBatch
 from cpt_jax.loss import sharded_contrastive_loss
-from cpt_jax.loss.gradcache import EncodeFn, batch_side, encode_grouped, gradcache_value_and_grad, negatives_key
 from cpt_jax.model import ModelConfig, embed_side, real_tokens
 from cpt_jax.parallel.mesh import BATCH_AXES
 from cpt_jax.parallel.rules import Rules, batch_sharding
+from cpt_jax.train.gradcache import EncodeFn, encode_grouped, gradcache_value_and_grad, negatives_key
 from cpt_jax.train.state import TemperatureConfig, TrainState
 
 Array = jax.Array
-Batch = dict[str, Array]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,28 +41,26 @@ def _encode(ctx: StepContext) -> EncodeFn:
 
 
 def _loss_of_embeddings(
-    x: Array, y: Array, negatives: Array | None, params: Any, batch: Batch, ctx: StepContext
+    x: Array, y: Array, negatives: Array | None, params: Any, batch: PairBatch, ctx: StepContext
 ) -> tuple[Array, dict[str, Array]]:
-    valid = None if negatives is None else batch["n_valid"]
+    valid = None if negatives is None else batch.negatives.valid
     return sharded_contrastive_loss(x, y, params["log_temperature"], ctx.mesh, BATCH_AXES, negatives, valid)
 
 
-def loss_fn(params: Any, batch: Batch, dropout_rng: Array | None, ctx: StepContext) -> tuple[Array, dict[str, Array]]:
-    """Symmetric InfoNCE of one global batch. batch values: "{x,y}_tokens", "{x,y}_mask"
-    [global_batch, seq] int32, or packed sides "{x,y}_tokens", "{x,y}_segments" [groups, rows, seq]
-    and "{x,y}_ends" [groups, n] (data/packing.py); with hard negatives "n_tokens", "n_mask"
-    [global_batch, n, seq] and "n_valid" [global_batch, n]."""
+def loss_fn(params: Any, batch: PairBatch, dropout_rng: Array | None, ctx: StepContext) -> tuple[Array, dict[str, Array]]:
+    """Symmetric InfoNCE of one global batch (cpt_jax.batch.PairBatch: padded sides [global_batch,
+    seq] or packed sides [groups, rows, seq], optional hard negatives [global_batch, n, seq])."""
     rx, ry = (None, None) if dropout_rng is None else jax.random.split(dropout_rng)
     encode = _encode(ctx)
-    x = encode(params, batch_side(batch, "x"), rx)
-    y = encode(params, batch_side(batch, "y"), ry)
+    x = encode(params, batch.x, rx)
+    y = encode(params, batch.y, ry)
     negatives = None
-    if "n_tokens" in batch:
-        negatives = encode_grouped(encode, params, batch_side(batch, "n"), negatives_key(dropout_rng))
+    if batch.negatives is not None:
+        negatives = encode_grouped(encode, params, batch.negatives.side, negatives_key(dropout_rng))
     return _loss_of_embeddings(x, y, negatives, params, batch, ctx)
 
 
-def _value_and_grad(params: Any, batch: Batch, dropout_rng: Array | None, ctx: StepContext) -> tuple[tuple[Array, dict[str, Array]], Any]:
+def _value_and_grad(params: Any, batch: PairBatch, dropout_rng: Array | None, ctx: StepContext) -> tuple[tuple[Array, dict[str, Array]], Any]:
     if ctx.grad_cache_chunks == 1:
         return jax.value_and_grad(loss_fn, has_aux=True)(params, batch, dropout_rng, ctx)
     num_shards = 1
@@ -79,7 +77,7 @@ def _value_and_grad(params: Any, batch: Batch, dropout_rng: Array | None, ctx: S
     )
 
 
-def _train_step(state: TrainState, batch: Batch, ctx: StepContext, learning_rate: Callable[[Array], Array]) -> tuple[TrainState, dict[str, Array]]:
+def _train_step(state: TrainState, batch: PairBatch, ctx: StepContext, learning_rate: Callable[[Array], Array]) -> tuple[TrainState, dict[str, Array]]:
     dropout_rng = None
     if ctx.model.dropout > 0:
         # A function of (seed, step) alone: restarts and re-shardings see the same masks.
@@ -98,7 +96,7 @@ def _train_step(state: TrainState, batch: Batch, ctx: StepContext, learning_rate
     # A non-finite loss or gradient skips the update: parameters and optimizer state stay as
     # they were (the step counter, and so the data stream, moves on). A cond, not a where over
     # old and new values: the donated state is then updated in place instead of being copied
-    # first (about 0.2 GB per MiniLM step; bench/README.md).
+    # first (bench/README.md measures the saving).
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     params, opt_state = jax.lax.cond(finite, update, lambda p, o: (p, o), state.params, state.opt_state)
     metrics = {
@@ -107,7 +105,7 @@ def _train_step(state: TrainState, batch: Batch, ctx: StepContext, learning_rate
         "temperature": jnp.exp(params["log_temperature"]),
         "grad_norm": grad_norm,
         "learning_rate": learning_rate(state.step),
-        "tokens": sum(real_tokens(batch_side(batch, s)) for s in ("x", "y", "n") if f"{s}_tokens" in batch),
+        "tokens": sum(real_tokens(side) for side in batch.sides().values()),
         "nonfinite": 1 - finite.astype(jnp.int32),
     }
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
@@ -115,23 +113,23 @@ def _train_step(state: TrainState, batch: Batch, ctx: StepContext, learning_rate
 
 def make_train_step(
     ctx: StepContext, shardings: TrainState, learning_rate: Callable[[Array], Array]
-) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, Array]]]:
-    """The compiled step: state donated, every batch array split over the data axes along its
-    first (row) dimension, metrics replicated."""
+) -> Callable[[TrainState, PairBatch], tuple[TrainState, dict[str, Array]]]:
+    """The compiled step: state donated, every array of the batch split over the data axes along
+    its first (row or group) dimension, metrics replicated."""
     data = batch_sharding(ctx.mesh, BATCH_AXES)
     jitted = jax.jit(
         lambda state, batch: _train_step(state, batch, ctx, learning_rate),
-        in_shardings=(shardings, data),  # one sharding for every array of the batch dict
+        in_shardings=(shardings, data),  # one sharding for every leaf of the batch
         out_shardings=(shardings, None),
         donate_argnums=(0,),
     )
 
-    def step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, Array]]:
+    def step(state: TrainState, batch: PairBatch) -> tuple[TrainState, dict[str, Array]]:
         # Trace under the mesh and rules so the model's activation constraints resolve.
         with jax.set_mesh(ctx.mesh), nn.logical_axis_rules(list(ctx.rules)):
             return jitted(state, batch)
 
-    def lower(state: TrainState, batch: Batch) -> jax.stages.Lowered:
+    def lower(state: TrainState, batch: PairBatch) -> jax.stages.Lowered:
         """AOT lowering (for cost and memory analysis) under the same contexts."""
         with jax.set_mesh(ctx.mesh), nn.logical_axis_rules(list(ctx.rules)):
             return jitted.lower(state, batch)

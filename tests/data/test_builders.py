@@ -54,10 +54,10 @@ def test_prepare_unknown_dataset():
 )
 def test_drop_counts_are_stored_per_split_with_every_rule(data_dir: str, name: str, mine):
     totals = builders.drop_counts(name, data_dir)
-    assert list(totals) == list(stdlib_corpus.SKIP_RULES)
+    assert list(totals) == list(stdlib_corpus.BUILD_RULES)
     skipped: collections.Counter[str] = collections.Counter()
     collections.deque(mine("test", skipped=skipped), maxlen=0)  # the smallest split, mined again
-    assert builders.drop_counts(name, data_dir, "test") == {**dict.fromkeys(stdlib_corpus.SKIP_RULES, 0), **skipped}
+    assert builders.drop_counts(name, data_dir, "test") == {**dict.fromkeys(stdlib_corpus.BUILD_RULES, 0), **skipped}
     assert totals == {rule: sum(builders.drop_counts(name, data_dir, s)[rule] for s in stdlib_corpus.SPLITS)
                       for rule in totals}
 
@@ -82,13 +82,13 @@ def test_a_build_from_bad_sources_completes_and_reports_what_it_left_out(tmp_pat
     monkeypatch.setattr(stdlib_corpus, "iter_sources", lambda split, seed=0, skipped=None: iter(sources[split]))
     builders.prepare("stdlib_code", str(tmp_path))
     log = capsys.readouterr().out
-    assert "train: kept 1; file_too_large=1, invalid_encoding=1, unparsable_source=1, empty_text=1, " \
+    assert "train: kept 1; file_too_large=1, invalid_utf8=1, unparsable_source=1, empty=1, " \
         "unencodable_text=1, duplicate_pair=1" in log
     assert "validation: kept 1; nothing" in log
     train = tfds.data_source("stdlib_code", split="train", data_dir=str(tmp_path), download=False)
     assert [r["module"].decode() for r in train] == ["good"]
     counts = builders.drop_counts("stdlib_code", str(tmp_path), "train")
     assert {rule: n for rule, n in counts.items() if n} == {
-        "file_too_large": 1, "invalid_encoding": 1, "unparsable_source": 1, "empty_text": 1,
+        "file_too_large": 1, "invalid_utf8": 1, "unparsable_source": 1, "empty": 1,
         "unencodable_text": 1, "duplicate_pair": 1,
     }

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from cpt_jax.batch import Negatives, PackedSide, PaddedSide, PairBatch
 from cpt_jax.data.packing import BatchPacker, first_fit_decreasing, pack, round_rows, rows_needed
 from tests.helpers import random_side
 
@@ -80,17 +81,17 @@ def test_batch_packer_rows_only_grow_and_follow_the_agreed_need():
 
     packer = BatchPacker(groups=2, agree=agree)
     batches = [
-        {"x_tokens": t, "x_mask": m, "y_tokens": t2, "y_mask": m2, "n_tokens": t2[:, None], "n_mask": m2[:, None]}
+        PairBatch(PaddedSide(t, m), PaddedSide(t2, m2), Negatives(PaddedSide(t2[:, None], m2[:, None]), m2[:, :1]))
         for (t, m), (t2, m2) in ((_side(s, 16, 12, 6), _side(s + 9, 16, 16, 12)) for s in range(4))
     ]
     rows = []
     for b in batches:
         out = packer(b)
-        assert set(out) == {"x_tokens", "x_segments", "x_ends", "y_tokens", "y_segments", "y_ends", "n_tokens", "n_mask"}
-        assert out["n_tokens"] is b["n_tokens"]  # hard negatives pass through
-        rows.append((out["x_tokens"].shape[1], out["y_tokens"].shape[1]))
+        assert isinstance(out.x, PackedSide) and isinstance(out.y, PackedSide)
+        assert out.negatives is b.negatives  # hard negatives pass through
+        rows.append((out.x.tokens.shape[1], out.y.tokens.shape[1]))
         assert rows[-1][1] >= min(seen[-1][1] + 3, 8)  # capped at one sequence per row (8 per group)
     assert all(a <= b for a, b in zip(rows, rows[1:]))
-    np.testing.assert_array_equal(seen[0], [rows_needed(batches[0][f"{s}_mask"], 2) for s in "xy"])
+    np.testing.assert_array_equal(seen[0], [rows_needed(side.mask, 2) for side in (batches[0].x, batches[0].y)])
     # Growth overshoots the need by 1/sqrt(8 per group), rounded to the quantum of 1 row.
     assert rows[0][0] == min(8, math.ceil(seen[0][0] * (1 + 1 / math.sqrt(8))))

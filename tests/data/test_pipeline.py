@@ -1,36 +1,47 @@
-"""Tests for cpt_jax.data.pipeline: multi-host determinism, resumption, epochs."""
+"""Batches over a prepared TFDS split (PreparedPairsSource, random access): the global shuffle per
+epoch, multi-host determinism, resumption (old checkpoints without a stream position too)."""
 
 from __future__ import annotations
 
-import itertools
 
 import numpy as np
 import pytest
 
+import grain
+
 from cpt_jax.data import pipeline
+from cpt_jax.data.config import DataConfig
+from cpt_jax.data.sources import PreparedPairsSource
 from cpt_jax.data.tokenizer import Tokenizer
 
 KEYS = ("x_tokens", "x_mask", "y_tokens", "y_mask")
 
 
 @pytest.fixture()
-def config(data_dir: str) -> pipeline.DataConfig:
+def config(data_dir: str) -> DataConfig:
     # A fixed 80-record slice: several epochs are cheap and 8 divides an epoch.
-    return pipeline.DataConfig(
-        data_dir=data_dir,
-        dataset="stdlib_text",
-        split="validation[:80]",
-        max_len_x=24,
-        max_len_y=16,
-    )
+    source = PreparedPairsSource(dataset="stdlib_text", split="validation[:80]", data_dir=data_dir)
+    return DataConfig(sources=(source,), max_len_x=24, max_len_y=16, stream_readers=4, prefetch_batches=0)
+
+
+def _arrays(batch):
+    return {"x_tokens": batch.x.tokens, "x_mask": batch.x.mask, "y_tokens": batch.y.tokens, "y_mask": batch.y.mask}
+
+
+def _steps(config, tokenizer, global_batch, steps, process=0, count=1, start=0, resume=None):
+    produced = pipeline.Batches(config, tokenizer, global_batch, process, count).produce(start, resume)
+    out = [_arrays(next(produced).batch) for _ in range(steps)]
+    produced.close()
+    return out
 
 
 def _global_batch(config, tokenizer, global_batch, process_count, step):
-    parts = [
-        pipeline.PairBatches(config, tokenizer, global_batch, p, process_count).batch(step)
-        for p in range(process_count)
-    ]
+    parts = [_steps(config, tokenizer, global_batch, step + 1, p, process_count)[step] for p in range(process_count)]
     return {k: np.concatenate([part[k] for part in parts]) for k in KEYS}
+
+
+def _stream(config, n):
+    return grain.MapDataset.range(n).shuffle(seed=config.seed).repeat()
 
 
 def test_global_batch_independent_of_process_count(config, tokenizer: Tokenizer):
@@ -45,83 +56,71 @@ def test_global_batch_independent_of_process_count(config, tokenizer: Tokenizer)
 
 
 def test_process_batch_is_its_rows_of_the_stream(config, tokenizer: Tokenizer):
-    batches = pipeline.PairBatches(config, tokenizer, 8, process_index=1, process_count=2)
-    records = list(pipeline.iter_split_texts(config.dataset, config.split, config.data_dir))
-    indices = batches.indices(2)
-    assert indices.shape == (4,)
-    expected, _ = tokenizer.encode([records[i]["x"] for i in indices], "x", 24)
-    np.testing.assert_array_equal(batches.batch(2)["x_tokens"], expected)
+    # Global batch s is rows [s*G, (s+1)*G) of the shuffled, repeated range; process p of P owns
+    # rows [s*G + p*G/P, s*G + (p+1)*G/P): the old PairBatches layout, which old runs resume into.
+    records = list(pipeline.iter_split_texts("stdlib_text", "validation[:80]", config.sources[0].data_dir))
+    stream = _stream(config, len(records))
+    got = _steps(config, tokenizer, 8, 3, process=1, count=2)[2]
+    expected, _ = tokenizer.encode([records[stream[2 * 8 + 4 + i]]["x"] for i in range(4)], "x", 24)
+    np.testing.assert_array_equal(got["x_tokens"], expected)
 
 
-def test_resume_equals_uninterrupted_stream(config, tokenizer: Tokenizer):
-    batches = pipeline.PairBatches(config, tokenizer, 8)
-    uninterrupted = list(itertools.islice(batches.iterate(), 9))
-    resumed = list(itertools.islice(batches.iterate(start_step=6), 3))
-    for want, got in zip(uninterrupted[6:], resumed):
-        for key in KEYS:
-            np.testing.assert_array_equal(want[key], got[key])
-    for key in KEYS:
-        np.testing.assert_array_equal(uninterrupted[4][key], batches.batch(4)[key])
+def test_resume_equals_uninterrupted_stream_even_without_a_saved_position(config, tokenizer: Tokenizer):
+    batches = pipeline.Batches(config, tokenizer, 8)
+    produced = batches.produce()
+    items = [next(produced) for _ in range(9)]
+    produced.close()
+    meta = batches.checkpoint_meta([items[5].position], {})
+    old_checkpoint = batches.resume_meta(None, 6)  # written before positions were saved
+    assert batches.resume_meta(None, 0) is None and batches.resume_meta(meta, 6) == meta
+    for resume in (meta, old_checkpoint, None):
+        resumed = _steps(config, tokenizer, 8, 3, start=6, resume=resume)
+        for want, got in zip(items[6:], resumed):
+            for key in KEYS:
+                np.testing.assert_array_equal(_arrays(want.batch)[key], got[key])
 
 
 def test_epochs_are_permutations_that_differ(config, tokenizer: Tokenizer):
-    batches = pipeline.PairBatches(config, tokenizer, 8)
-    n = batches.num_examples
-    assert n == 80
-    steps = n // 8
-    stream = np.concatenate([batches.indices(s) for s in range(2 * steps)])
-    first, second = stream[:n], stream[n:]
-    assert sorted(first) == list(range(n)) and sorted(second) == list(range(n))
-    assert not np.array_equal(first, second)
-    other_seed = pipeline.PairBatches(
-        pipeline.DataConfig(**{**vars(config), "seed": 1}), tokenizer, 8
-    )
-    assert not np.array_equal(other_seed.indices(0), batches.indices(0))
+    stream = _stream(config, 80)
+    first, second = [stream[i] for i in range(80)], [stream[i] for i in range(80, 160)]
+    assert sorted(first) == list(range(80)) and sorted(second) == list(range(80)) and first != second
+    records = list(pipeline.iter_split_texts("stdlib_text", "validation[:80]", config.sources[0].data_dir))
+    seen = [t for b in _steps(config, tokenizer, 8, 20) for t in b["x_tokens"].tolist()]
+    want, _ = tokenizer.encode([records[i]["x"] for i in first + second], "x", 24)
+    assert seen == want.tolist()
+    other = _steps(DataConfig(**{**vars(config), "seed": 1}), tokenizer, 8, 1)[0]
+    assert not np.array_equal(other["x_tokens"], seen[:8])
 
 
 def test_iter_split_texts_fixed_order(config):
-    a = list(pipeline.iter_split_texts(config.dataset, "validation", config.data_dir))
-    b = list(pipeline.iter_split_texts(config.dataset, "validation", config.data_dir))
-    assert a == b and len(a) > 0
-    assert a[:80] == list(pipeline.iter_split_texts(config.dataset, config.split, config.data_dir))
+    data_dir = config.sources[0].data_dir
+    a = list(pipeline.iter_split_texts("stdlib_text", "validation", data_dir))
+    assert a == list(pipeline.iter_split_texts("stdlib_text", "validation", data_dir)) and len(a) > 0
+    assert a[:80] == list(pipeline.iter_split_texts("stdlib_text", "validation[:80]", data_dir))
     assert all(isinstance(r["x"], str) and isinstance(r["module"], str) for r in a)
 
 
-def test_iter_training_texts_bounded_and_mixed(data_dir: str):
-    texts = list(pipeline.iter_training_texts(data_dir, max_texts=10))
-    assert len(texts) == 10 and all(isinstance(t, str) for t in texts)
-    assert any(t.startswith(("def ", "async def ")) for t in texts)  # code side present
+def test_training_texts_are_the_sources_records_in_order(config, data_dir: str):
+    texts = list(pipeline.training_texts(config, 6))
+    records = list(pipeline.iter_split_texts("stdlib_text", "validation[:80]", data_dir))
+    assert texts == [t for r in records[:3] for t in (r["x"], r["y"])]
+    assert len(list(pipeline.iter_training_texts(data_dir, max_texts=10))) == 10
 
 
 def test_errors(config, tokenizer: Tokenizer, tmp_path):
     with pytest.raises(ValueError, match="not divisible"):
-        pipeline.PairBatches(config, tokenizer, 10, 0, 4)
+        pipeline.Batches(config, tokenizer, 10, 0, 4)
     with pytest.raises(ValueError, match="must be positive"):
-        pipeline.PairBatches(config, tokenizer, 0)
+        pipeline.Batches(config, tokenizer, 0)
     with pytest.raises(ValueError, match=r"process_index=2 is outside \[0, 2\)"):
-        pipeline.PairBatches(config, tokenizer, 8, 2, 2)
+        pipeline.Batches(config, tokenizer, 8, 2, 2)
     with pytest.raises(ValueError, match=r"DataConfig.seed=-1 must be in \[0, 2\*\*32\)"):
-        pipeline.PairBatches(pipeline.DataConfig(**{**vars(config), "seed": -1}), tokenizer, 8)
+        pipeline.Batches(DataConfig(**{**vars(config), "seed": -1}), tokenizer, 8)
     with pytest.raises(ValueError, match=r"builders.prepare"):
-        pipeline.PairBatches(
-            pipeline.DataConfig(data_dir=str(tmp_path), max_len_x=8, max_len_y=8), tokenizer, 8
-        )
+        PreparedPairsSource(dataset="stdlib_text", data_dir=str(tmp_path)).build()
     with pytest.raises(ValueError, match="no split"):
-        pipeline.PairBatches(pipeline.DataConfig(**{**vars(config), "split": "dev"}), tokenizer, 8)
+        PreparedPairsSource(dataset="stdlib_text", data_dir=config.sources[0].data_dir, split="dev").build()
     with pytest.raises(ValueError, match="empty"):
-        pipeline.PairBatches(
-            pipeline.DataConfig(**{**vars(config), "split": "validation[:0]"}), tokenizer, 8
-        )
-
-
-def test_without_sources_the_tfds_path_is_used_and_its_position_is_the_step(config, tokenizer: Tokenizer):
-    batches = pipeline.make_batches(config, tokenizer, 8)
-    assert isinstance(batches, pipeline.PairBatches)
-    produced = batches.produce(start_step=2)
-    first = next(produced)
-    assert first.position is None
-    for key in KEYS:
-        np.testing.assert_array_equal(first.batch[key], batches.batch(2)[key])
-    produced.close()
-    with pytest.raises(ValueError, match="resumes from the step alone"):
-        batches.produce(2, resume={})
+        PreparedPairsSource(dataset="stdlib_text", data_dir=config.sources[0].data_dir, split="validation[:0]").build()
+    with pytest.raises(ValueError, match="needs a dataset and a data_dir"):
+        PreparedPairsSource(dataset="stdlib_text", data_dir="")

@@ -69,9 +69,9 @@ def test_code_pairs_remove_docstring_and_keep_body():
         '''
     )
     skipped: collections.Counter[str] = collections.Counter()
-    pairs = dict(corpus.code_pairs(module, skipped))
+    pairs = dict(corpus.code_pairs_from_sources([(module.name, module.source.encode())], skipped))
     assert set(pairs) == {"pkg.mod:A.method:4", "pkg.mod:fetch:14"}
-    assert skipped == {"trivial_body": 1, "short_docstring": 1, "inline_docstring": 1}
+    assert skipped == {"empty_body": 1, "short_docstring": 1, "inline_docstring": 1}
     method = pairs["pkg.mod:A.method:4"]
     assert method["x"] == "Return twice the value of x.\n\nMore text here."
     assert method["module"] == "pkg.mod"
@@ -121,8 +121,8 @@ def test_source_file_rules_skip_and_count_bad_files():
     pairs = dict(corpus.code_pairs_from_sources(sources, skipped))
     assert set(pairs) == {"good:double:1", "latin:f:2"}
     assert pairs["latin:f:2"]["x"] == "Café returns x plus one."
-    assert skipped == {"file_too_large": 2, "invalid_encoding": 2, "unparsable_source": 4}
-    assert set(skipped) <= set(corpus.SKIP_RULES)
+    assert skipped == {"file_too_large": 2, "invalid_utf8": 2, "unparsable_source": 4}
+    assert set(skipped) <= set(corpus.BUILD_RULES)
 
 
 def test_iter_sources_counts_unreadable_files_and_reads_no_more_than_the_limit(tmp_path, monkeypatch):
@@ -159,7 +159,7 @@ def test_pair_rules_drop_empty_unencodable_oversized_and_duplicate_pairs():
     kept = [k for k, _ in corpus.checked_pairs(pairs, skipped)]
     assert kept == ["a", "g"]
     assert skipped == {
-        "empty_text": 2, "unencodable_text": 1, "text_too_long": 1, "duplicate_key": 1, "duplicate_pair": 1
+        "empty": 2, "unencodable_text": 1, "text_too_long": 1, "duplicate_key": 1, "duplicate_pair": 1
     }
 
 
@@ -187,7 +187,7 @@ def test_bad_docstrings_in_sources_are_counted_on_the_real_path():
     skipped: collections.Counter[str] = collections.Counter()
     pairs = dict(corpus.code_pairs_from_sources([("m", source)], skipped))
     assert list(pairs) == ["m:copy_one:10"]  # the method's source differs only by its indentation: same pair
-    assert skipped == {"empty_text": 1, "unencodable_text": 1, "duplicate_pair": 1}
+    assert skipped == {"empty": 1, "unencodable_text": 1, "duplicate_pair": 1}
 
 
 def test_form_feeds_do_not_misalign_the_extracted_code():

@@ -10,12 +10,13 @@ from pydoc_data import topics as pydoc_topics
 
 from cpt_jax.data import stdlib_corpus as corpus
 from cpt_jax.data import stdlib_text_pairs as text_pairs
+from cpt_jax.data.sources.spans import paragraph_spans
 
 
 def test_split_spans_sizes_and_order():
     paragraphs = [" ".join(f"p{i}w{j}" for j in range(30)) for i in range(7)]
     long_paragraph = " ".join(f"long{j}" for j in range(300))
-    spans = text_pairs.split_spans("\n\n".join(paragraphs + [long_paragraph]))
+    spans = paragraph_spans("\n\n".join(paragraphs + [long_paragraph]), 40, 120)
     words = [s.split() for s in spans]
     assert all(20 <= len(w) <= 120 for w in words)
     flat = [w for ws in words for w in ws]
@@ -49,7 +50,7 @@ def test_a_ten_megabyte_document_is_cut_and_counted():
     assert len(document) > 10_000_000
     skipped: collections.Counter[str] = collections.Counter()
     pairs = [p for _, p in text_pairs.text_pairs_from_sources([], [("pydoc-topic:huge", document)], skipped)]
-    assert skipped == {"truncated_document": 1}
+    assert skipped == {"too_long_document_truncated": 1}
     head = document[: corpus.MAX_DOCUMENT_CHARS]
     assert head.startswith(pairs[0]["x"])
     assert pairs[-1]["y"] in head and head.index(pairs[-1]["y"]) + len(pairs[-1]["y"]) > len(head) - 1000

@@ -1,4 +1,4 @@
-"""StreamBatches: determinism, independence of the process count, exact resume with another process
+"""Batches: determinism, independence of the process count, exact resume with another process
 count, mixture counts per step, hard negatives, prefetching and errors. One pipeline per process
 index stands in for the processes of a multi-host run."""
 
@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 
 from cpt_jax.data import pipeline
-from cpt_jax.data.fingerprint import batch_fingerprint, fingerprint, row_hashes
-from cpt_jax.data.pipeline import DataConfig, StreamBatches
+from cpt_jax.batch import Negatives, PairBatch, padded_side
+from cpt_jax.data import fingerprint as fp
+from cpt_jax.data.fingerprint import fingerprint
+from cpt_jax.data.config import DataConfig, require_sources
+from cpt_jax.data.pipeline import Batches
 from tests.data.stream_sources import CharTokenizer, decode, pairs
 
 G = 16
@@ -31,9 +34,35 @@ def _sources():
 def _processes(count, config=CONFIG, start=0, resume=None):
     """One iterator of Produced per process."""
     return [
-        StreamBatches(config, CharTokenizer(), G, p, count, sources=_sources()).produce(start, resume)
+        Batches(config, CharTokenizer(), G, p, count, sources=_sources()).produce(start, resume)
         for p in range(count)
     ]
+
+
+def as_dict(batch):
+    """A PairBatch's arrays by their flat names."""
+    out = {"x_tokens": batch.x.tokens, "x_mask": batch.x.mask, "y_tokens": batch.y.tokens, "y_mask": batch.y.mask}
+    if batch.negatives is not None:
+        n = batch.negatives
+        out.update(n_tokens=n.side.tokens, n_mask=n.side.mask, n_valid=n.valid)
+    return out
+
+
+def from_dict(arrays):
+    """as_dict's inverse: the PairBatch of flat arrays (e.g. a concatenated global batch)."""
+    negatives = None
+    if "n_tokens" in arrays:
+        negatives = Negatives(padded_side(arrays["n_tokens"], arrays["n_mask"]), arrays["n_valid"])
+    x, y = (padded_side(arrays[f"{k}_tokens"], arrays[f"{k}_mask"]) for k in "xy")
+    return PairBatch(x, y, negatives)
+
+
+def batch_fingerprint(arrays):
+    return fp.batch_fingerprint(from_dict(arrays))
+
+
+def row_hashes(arrays):
+    return fp.row_hashes(from_dict(arrays))
 
 
 def _global_steps(iterators, steps):
@@ -41,7 +70,8 @@ def _global_steps(iterators, steps):
     out = []
     for _ in range(steps):
         produced = [next(it) for it in iterators]
-        batch = {k: np.concatenate([p.batch[k] for p in produced]) for k in produced[0].batch}
+        parts = [as_dict(p.batch) for p in produced]
+        batch = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
         out.append((batch, [p.position for p in produced]))
     return out
 
@@ -92,7 +122,7 @@ def test_resume_from_the_saved_positions_equals_the_uninterrupted_stream(uninter
     positions = _global_steps(iterators, cut)[-1][1]
     for it in iterators:
         it.close()
-    meta = StreamBatches(config, CharTokenizer(), G, sources=_sources()).checkpoint_meta(positions, {})
+    meta = Batches(config, CharTokenizer(), G, sources=_sources()).checkpoint_meta(positions, {})
     meta = json.loads(json.dumps(meta))  # as the checkpoint stores it
     assert meta["step"] == cut and [s["name"] for s in meta["sources"]] == ["a", "b"]
     resumed = _processes(after, config, start=cut, resume=meta)
@@ -103,7 +133,7 @@ def test_resume_from_the_saved_positions_equals_the_uninterrupted_stream(uninter
 
 
 def test_every_step_takes_exactly_the_mixture_counts(uninterrupted):
-    batches = StreamBatches(CONFIG, CharTokenizer(), G, sources=_sources())
+    batches = Batches(CONFIG, CharTokenizer(), G, sources=_sources())
     for step, (batch, _) in enumerate(uninterrupted):
         counts = batches.step_counts(step)
         assert counts == [3, 1]  # weights 3:1 of R = 16 / 4 rows per reader
@@ -114,7 +144,7 @@ def test_every_step_takes_exactly_the_mixture_counts(uninterrupted):
 
 def test_memory_is_bounded_by_the_windows():
     sources = [pairs("a", [23, 17, 30, 12, 9]), pairs("b", [6, 9, 4, 7, 8, 5, 9, 3, 6, 7])]  # no shared shards
-    produced = StreamBatches(CONFIG, CharTokenizer(), G, sources=sources).produce()
+    produced = Batches(CONFIG, CharTokenizer(), G, sources=sources).produce()
     for step in range(1, 30):
         next(produced)
         emitted = {"a": 12 * step, "b": 4 * step}
@@ -127,7 +157,7 @@ def test_memory_is_bounded_by_the_windows():
 def test_hard_negatives_are_tokenised_and_masked():
     config = dataclasses.replace(CONFIG, num_negatives=2, weights=(), sources=("n",))
     source = pairs("n", [40, 40], negatives=(0, 1, 3))
-    batch = next(StreamBatches(config, CharTokenizer(), G, sources=[source]).produce()).batch
+    batch = as_dict(next(Batches(config, CharTokenizer(), G, sources=[source]).produce()).batch)
     assert batch["n_tokens"].shape == batch["n_mask"].shape == (G, 2, 16)
     assert batch["n_valid"].shape == (G, 2) and batch["n_valid"].dtype == np.int32
     for row, x in enumerate(_texts(batch)):
@@ -140,7 +170,7 @@ def test_hard_negatives_are_tokenised_and_masked():
 
 def test_real_tokenizer_batch_shapes_and_source_texts(tokenizer):
     config = dataclasses.replace(CONFIG, num_negatives=1, max_len_x=8)
-    batch = next(StreamBatches(config, tokenizer, G, 1, 2, sources=_sources()).produce()).batch
+    batch = as_dict(next(Batches(config, tokenizer, G, 1, 2, sources=_sources()).produce()).batch)
     assert {k: v.shape for k, v in batch.items()} == {
         "x_tokens": (8, 8), "x_mask": (8, 8), "y_tokens": (8, 16), "y_mask": (8, 16),
         "n_tokens": (8, 1, 16), "n_mask": (8, 1, 16), "n_valid": (8, 1),
@@ -152,12 +182,12 @@ def test_real_tokenizer_batch_shapes_and_source_texts(tokenizer):
 
 def test_positions_and_drop_stats_are_those_after_each_batch():
     sources = _sources()
-    produced = StreamBatches(CONFIG, CharTokenizer(), G, sources=sources).produce()
+    produced = Batches(CONFIG, CharTokenizer(), G, sources=sources).produce()
     first = next(produced).position
     assert first.step == 1
     assert first.drop_stats == {s.name: {"kept": s.pulled} for s in sources}
     assert first.readers["b"] == [[0, 0, 0, 1, 0]] * 4  # each reader emitted 1 pair of its first window
-    ahead = StreamBatches(dataclasses.replace(CONFIG, prefetch_batches=3), CharTokenizer(), G, sources=_sources()).produce()
+    ahead = Batches(dataclasses.replace(CONFIG, prefetch_batches=3), CharTokenizer(), G, sources=_sources()).produce()
     assert next(ahead).position == first  # whatever the producer thread has read since
     ahead.close()
     assert pipeline.merge_counts({"a": {"kept": 1, "empty": 2}}, {"a": {"kept": 3}, "b": {"kept": 1}}) == {
@@ -166,7 +196,7 @@ def test_positions_and_drop_stats_are_those_after_each_batch():
 
 def test_a_failing_source_fails_the_consumer():
     config = dataclasses.replace(CONFIG, prefetch_batches=2, weights=(), sources=("t",))
-    produced = StreamBatches(config, CharTokenizer(), G, sources=[pairs("t", [2])]).produce()
+    produced = Batches(config, CharTokenizer(), G, sources=[pairs("t", [2])]).produce()
     with pytest.raises(RuntimeError, match="input pipeline failed") as info:
         next(produced)
     assert "too few pairs" in str(info.value.__cause__)
@@ -175,23 +205,23 @@ def test_a_failing_source_fails_the_consumer():
 
 def test_layout_and_resume_errors():
     with pytest.raises(ValueError, match="must be positive"):
-        StreamBatches(CONFIG, CharTokenizer(), 0, sources=_sources())
+        Batches(CONFIG, CharTokenizer(), 0, sources=_sources())
     with pytest.raises(ValueError, match=r"process_index=-1 is outside \[0, 2\)"):
-        StreamBatches(CONFIG, CharTokenizer(), G, -1, 2, sources=_sources())
+        Batches(CONFIG, CharTokenizer(), G, -1, 2, sources=_sources())
     with pytest.raises(ValueError, match=r"DataConfig.seed=4294967296 must be in \[0, 2\*\*32\)"):
-        StreamBatches(dataclasses.replace(CONFIG, seed=2**32), CharTokenizer(), G, sources=_sources())
+        Batches(dataclasses.replace(CONFIG, seed=2**32), CharTokenizer(), G, sources=_sources())
     with pytest.raises(ValueError, match="not divisible by DataConfig.stream_readers=4"):
-        StreamBatches(CONFIG, CharTokenizer(), 10, sources=_sources())
+        Batches(CONFIG, CharTokenizer(), 10, sources=_sources())
     with pytest.raises(ValueError, match="not divisible by the 3 processes"):
-        StreamBatches(CONFIG, CharTokenizer(), 12, 0, 3, sources=_sources())
+        Batches(CONFIG, CharTokenizer(), 12, 0, 3, sources=_sources())
     with pytest.raises(ValueError, match="distinct name"):
-        StreamBatches(CONFIG, CharTokenizer(), G, sources=[pairs("a", [3]), pairs("a", [4])])
-    batches = StreamBatches(CONFIG, CharTokenizer(), G, sources=_sources())
-    with pytest.raises(ValueError, match="needs its saved state"):
+        Batches(CONFIG, CharTokenizer(), G, sources=[pairs("a", [3]), pairs("a", [4])])
+    batches = Batches(CONFIG, CharTokenizer(), G, sources=_sources())
+    with pytest.raises(ValueError, match="no data stream position"):
         batches.produce(3)
     positions = [next(batches.produce()).position]
     meta = batches.checkpoint_meta(positions, {})
-    other = StreamBatches(dataclasses.replace(CONFIG, shuffle_window=6), CharTokenizer(), G, sources=_sources())
+    other = Batches(dataclasses.replace(CONFIG, shuffle_window=6), CharTokenizer(), G, sources=_sources())
     with pytest.raises(ValueError, match="does not match this run"):
         other.produce(1, meta)
     with pytest.raises(ValueError, match="does not match this run"):
@@ -203,8 +233,11 @@ def test_data_config_checks():
         DataConfig(max_len_x=8, max_len_y=8, sources=("a", "b"), weights=(1.0,))
     with pytest.raises(ValueError, match="finite and positive"):
         DataConfig(max_len_x=8, max_len_y=8, sources=("a",), weights=(-1.0,))
-    with pytest.raises(ValueError, match="needs DataConfig.sources"):
-        DataConfig(max_len_x=8, max_len_y=8, data_dir="d", num_negatives=2)
-    with pytest.raises(ValueError, match="data_dir is required"):
-        DataConfig(max_len_x=8, max_len_y=8)
+    no_sources = DataConfig(max_len_x=8, max_len_y=8)  # a run fed by its caller reads none
+    with pytest.raises(ValueError, match="DataConfig.sources is empty"):
+        require_sources(no_sources)
+    with pytest.raises(ValueError, match="DataConfig.sources is empty"):
+        Batches(no_sources, CharTokenizer(), G)
+    with pytest.raises(TypeError, match="data_dir"):  # no mode switch: a prepared dataset is a source
+        DataConfig(max_len_x=8, max_len_y=8, sources=("a",), data_dir="d")
     assert DataConfig(max_len_x=8, max_len_y=8, sources=["a"], weights=[2]).weights == (2,)

@@ -23,7 +23,7 @@ STEPS, CUT = 8, 4
 # python -m cpt_jax.train, with the in-test source registered for gin.
 RUNNER = (
     "import sys; from tests.data.stream_sources import register_gin; register_gin(); "
-    "from cpt_jax.train.__main__ import main; main(sys.argv[1:])"
+    "from cpt_jax.cli.train import main; main(sys.argv[1:])"
 )
 
 

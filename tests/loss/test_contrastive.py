@@ -93,7 +93,7 @@ def reference(problem):
             h = Encoder(cfg64).apply({"params": p}, tokens, mask)
             return l2_normalize(eos_pool(h, mask))
 
-        return reference_loss(side(b["x_tokens"], b["x_mask"]), side(b["y_tokens"], b["y_mask"]), log_t)
+        return reference_loss(side(b.x.tokens, b.x.mask), side(b.y.tokens, b.y.mask), log_t)
 
     with exact_float64():
         p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
@@ -111,8 +111,8 @@ def test_sharded_loss_and_gradients_match_float64(problem, reference, data, fsdp
     b = jax.device_put(b, batch_sharding(m, BATCH_AXES))
 
     def loss(p, log_t, b):
-        x = embed(p, TINY, b["x_tokens"], b["x_mask"])
-        y = embed(p, TINY, b["y_tokens"], b["y_mask"])
+        x = embed(p, TINY, b.x.tokens, b.x.mask)
+        y = embed(p, TINY, b.y.tokens, b.y.mask)
         return sharded_contrastive_loss(x, y, log_t, m, BATCH_AXES)
 
     with jax.set_mesh(m), nn.logical_axis_rules(list(DEFAULT_RULES)):

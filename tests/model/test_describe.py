@@ -1,4 +1,4 @@
-"""python -m cpt_jax.model.describe: the paper's model sizes from configs/model/*.gin."""
+"""python -m cpt_jax.model.describe (cpt_jax/cli/describe.py): the paper's model sizes from configs/model/*.gin."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cpt_jax.model import ModelConfig, init_params
-from cpt_jax.model.describe import describe
+from cpt_jax.cli.describe import describe, main
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs", "model")
 
@@ -41,3 +41,11 @@ def test_tiny_count_equals_initialised_leaves():
     leaves = jax.tree.leaves(params)
     assert all(np.asarray(x).dtype == np.float32 for x in leaves)
     assert count == sum(int(np.size(x)) for x in leaves) == formula(8000, 128, 2, 512, 128)
+
+
+def test_main_prints_a_row_per_file_and_usage_without_any(capsys):
+    assert main([os.path.join(CONFIGS, "tiny.gin")]) is None
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == ["config", "parameters", "embedding", "width", "layers"]
+    assert row.split() == ["tiny", "1,437,184", "128", "2"]
+    assert main([]) == 2 and "usage: python -m cpt_jax.model.describe" in capsys.readouterr().err

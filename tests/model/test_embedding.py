@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from cpt_jax.batch import PackedSide, PaddedSide
 from cpt_jax.data.packing import pack, rows_needed
 from cpt_jax.model import embed, embed_packed, embed_side, real_tokens
 from tests.helpers import random_params
@@ -66,7 +67,9 @@ def test_embed_side_dispatches_and_counts_real_tokens():
     tokens, mask = _short_side(4)
     packed = pack(tokens, mask, 2, rows_needed(mask, 2))
     params = random_params(cfg)
-    unpacked_side = {"tokens": tokens, "mask": mask}
-    packed_side = {"tokens": packed.tokens, "segments": packed.segments, "ends": packed.ends}
-    np.testing.assert_allclose(embed_side(params, cfg, packed_side), embed_side(params, cfg, unpacked_side), atol=1e-6)
-    assert int(real_tokens(packed_side)) == int(real_tokens(unpacked_side)) == int(mask.sum())
+    unpacked_side = PaddedSide(tokens, mask)
+    assert isinstance(packed, PackedSide)
+    np.testing.assert_allclose(embed_side(params, cfg, packed), embed_side(params, cfg, unpacked_side), atol=1e-6)
+    assert int(real_tokens(packed)) == int(real_tokens(unpacked_side)) == int(mask.sum())
+    with pytest.raises(TypeError, match="PaddedSide or PackedSide"):
+        embed_side(params, cfg, {"tokens": tokens, "mask": mask})

@@ -1,9 +1,10 @@
 """The results report: experiment definitions, the runner's reuse rules, summaries, plots,
-the Markdown, the probe task, and (slow) `python -m cpt_jax.report --quick` end to end."""
+the Markdown, the probe task, and (slow) `python -m report --quick` end to end."""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import shlex
@@ -16,8 +17,8 @@ import pytest
 from cpt_jax.cli import flags as config
 from cpt_jax.interop import pretrained
 from cpt_jax.model import ModelConfig
-from cpt_jax.report import analysis, markdown, plots, probe_data, runner
-from cpt_jax.report.experiments import FULL, MINILM, QUICK, Eval, Run, experiments
+from report import analysis, markdown, plots, probe_data, runner
+from report.experiments import FULL, MINILM, QUICK, Eval, Run, experiments
 from cpt_jax.train.metrics import format_duration
 
 CODE_KEY, TEXT_KEY = "stdlib_code/test (314 queries, 314 docs)", "stdlib_text/test (185 queries, 185 docs)"
@@ -29,6 +30,17 @@ def clean_gin():
     gin.clear_config()
     yield
     gin.clear_config()
+
+
+# ---------------------------------------------------------------- where the report lives
+
+
+def test_the_report_is_in_the_checkout_not_the_installed_package():
+    """report/ sits beside configs/ at the repository root, which it finds from its own location."""
+    assert importlib.util.find_spec("cpt_jax.report") is None
+    assert os.path.dirname(os.path.abspath(runner.__file__)) == os.path.join(runner.REPO_ROOT, "report")
+    for run in experiments(QUICK)[0].runs:
+        assert all(os.path.isfile(os.path.join(runner.REPO_ROOT, f)) for f in run.gin_files)
 
 
 # ---------------------------------------------------------------- experiment definitions
@@ -72,7 +84,8 @@ def test_full_sizes_are_the_ones_the_issue_asks_for():
 @pytest.mark.parametrize(
     "value,flag",
     [(3, "--gin.A.b=3"), (1e-12, "--gin.A.b=1e-12"), (None, "--gin.A.b=None"), (True, "--gin.A.b=True"),
-     ("gelu", "--gin.A.b=gelu"), ("pkg://p/m", "--gin.A.b=pkg://p/m"), ("None", "--gin.A.b='None'")],
+     ("gelu", "--gin.A.b=gelu"), ("pkg://p/m", "--gin.A.b=pkg://p/m"), ("None", "--gin.A.b='None'"),
+     ("12", "--gin.A.b='12'"), ("@x", "--gin.A.b='@x'")],
 )
 def test_gin_flags_read_back_as_the_value(value, flag):
     assert runner.gin_flag("A.b", value) == flag
@@ -205,7 +218,7 @@ def results(tmp_path) -> dict:
     folder.mkdir()
     plot_paths = {k: os.path.relpath(v, tmp_path) for k, v in plots.draw_all(by_experiment, summary, str(folder)).items()}
     return {
-        "report": {"command": "python -m cpt_jax.report --quick", "mode": "quick", "date": "2026-11-27 12:00 UTC",
+        "report": {"command": "python -m report --quick", "mode": "quick", "date": "2026-11-27 12:00 UTC",
                    "wall_s": 754.0, "machine": {"cpus": 2, "processor": "cpu", "memory_gb": 24.0, "platform": "linux"},
                    "load_average": {"start": [0.1, 0.2, 0.3], "end": [1.0, 1.1, 1.2]}, "versions": {"jax": "0.10.2"},
                    "git": {"commit": "abc", "dirty": False}, "out_dir": "runs"},
@@ -292,7 +305,7 @@ def test_quick_report_end_to_end(tmp_path):
     env = dict(os.environ)
     # A user's process sees the real CPU device, not the 8 fake ones tests/conftest.py asks for.
     env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f)
-    command = [sys.executable, "-m", "cpt_jax.report", "--quick", "--out_dir", str(out)]
+    command = [sys.executable, "-m", "report", "--quick", "--out_dir", str(out)]
     git = lambda *a: subprocess.run(["git", *a], cwd=runner.REPO_ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
     code = {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
     subprocess.run(command, cwd=runner.REPO_ROOT, env=env, check=True)

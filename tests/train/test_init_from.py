@@ -13,7 +13,8 @@ import transformers
 
 from cpt_jax import checkpoint
 from cpt_jax.data import builders
-from cpt_jax.data.pipeline import DataConfig
+from cpt_jax.data.config import DataConfig
+from cpt_jax.data.sources import PreparedPairsSource
 from cpt_jax.data.tokenizer import Tokenizer, load_run_tokenizer
 from cpt_jax.interop import pretrained
 from cpt_jax.model import ModelConfig, init_params
@@ -49,7 +50,7 @@ def test_import_is_checkpoint_zero_and_training_continues_sharded(gpt2_dir, tmp_
     config = TrainConfig(
         output_dir=str(tmp_path / "run"),
         model=ModelConfig(scan_layers=False),
-        data=DataConfig(data_dir=data_dir, max_len_x=32, max_len_y=64),
+        data=DataConfig(sources=(PreparedPairsSource(dataset="stdlib_code", data_dir=data_dir),), max_len_x=32, max_len_y=64),
         mesh=MeshConfig(data=4, fsdp=2),
         init_from=gpt2_dir,
         num_steps=2,
@@ -91,7 +92,7 @@ def test_shape_bindings_conflicting_with_the_checkpoint_are_errors(gpt2_dir):
 
 def test_init_from_and_tokenizer_path_are_exclusive(gpt2_dir, tmp_path):
     config = TrainConfig(
-        output_dir=str(tmp_path), model=ModelConfig(), data=DataConfig(data_dir=str(tmp_path), max_len_x=32, max_len_y=64),
+        output_dir=str(tmp_path), model=ModelConfig(), data=DataConfig(sources=(PreparedPairsSource(dataset="stdlib_code", data_dir=str(tmp_path)),), max_len_x=32, max_len_y=64),
         init_from=gpt2_dir, tokenizer_path=gpt2_dir, num_steps=1, global_batch_size=8,
     )
     with pytest.raises(ValueError, match="unset TrainConfig.tokenizer_path"):

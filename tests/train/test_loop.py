@@ -6,19 +6,22 @@ import dataclasses
 
 import pytest
 
-from cpt_jax.data.pipeline import DataConfig
+from cpt_jax.data.config import DataConfig
+from cpt_jax.data.sources import PreparedPairsSource
 from cpt_jax.data.tokenizer import Tokenizer
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel.mesh import MeshConfig
 from cpt_jax.train.config import TrainConfig
 from cpt_jax.train.loop import nonfinite_streak, prepare_tokenizer, validate
 
+STDLIB_CODE = PreparedPairsSource(dataset="stdlib_code", data_dir="/tmp/unused")
+
 
 def _config(**overrides):
     base = dict(
         output_dir="/tmp/unused",
         model=ModelConfig(max_len=64),
-        data=DataConfig(data_dir="/tmp/unused", max_len_x=32, max_len_y=64),
+        data=DataConfig(sources=(STDLIB_CODE,), max_len_x=32, max_len_y=64),
         num_steps=10,
         global_batch_size=16,
     )
@@ -40,7 +43,7 @@ def test_valid_config_passes():
 @pytest.mark.parametrize(
     "overrides,devices,message",
     [
-        (dict(data=DataConfig(data_dir="d", max_len_x=32, max_len_y=128)), 8, "max_len_y=128 exceeds ModelConfig.max_len=64"),
+        (dict(data=DataConfig(sources=(STDLIB_CODE,), max_len_x=32, max_len_y=128)), 8, "max_len_y=128 exceeds ModelConfig.max_len=64"),
         (dict(mesh=MeshConfig(data=3, fsdp=1, tensor=1)), 8, "needs 3 devices but 8 are present"),
         (dict(grad_cache_chunk_size=5), 8, "multiple of TrainConfig.grad_cache_chunk_size=5"),
         (dict(num_steps=0), 8, "must be positive"),

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from cpt_jax.batch import Negatives, PackedSide, PaddedSide, PairBatch
 from cpt_jax.data.packing import BatchPacker
 from cpt_jax.loss import contrastive_loss
 from cpt_jax.model import embed
@@ -91,7 +92,7 @@ def test_metrics_and_step_counter():
     for i, m in enumerate(metrics):
         assert set(m) == METRICS
         b = random_batch(i)
-        assert m["tokens"] == b["x_mask"].sum() + b["y_mask"].sum()
+        assert m["tokens"] == b.x.mask.sum() + b.y.mask.sum()
         np.testing.assert_allclose(m["learning_rate"], float(_lr(i)), rtol=1e-6)
         assert 0 <= m["accuracy_xy"] <= 1 and 0 <= m["accuracy_yx"] <= 1
         assert np.isfinite(m["grad_norm"]) and m["grad_norm"] > 0
@@ -119,7 +120,7 @@ def huge_learning_rate_run():
     for i in range(4):
         b = random_batch(i)
         if i == 0:  # identical sides: a sharper softmax lowers the loss, so tau is pushed up
-            b["y_tokens"], b["y_mask"] = b["x_tokens"], b["x_mask"]
+            b = dataclasses.replace(b, y=b.x)
         state, out = step(state, b)
         metrics.append(host(out))
         log_ts.append(float(state.params["log_temperature"]))
@@ -191,13 +192,12 @@ def test_the_donated_state_is_updated_in_place():
     # Scalars (the step counters) may be copied; no array of the state is.
     assert all(re.search(r"= [a-z0-9]+\[\] copy", c) for c in copies), copies
 
-def _batch_with_negatives(seed: int, batch: int = 16, k: int = 2, seq: int = 12) -> dict[str, np.ndarray]:
+def _batch_with_negatives(seed: int, batch: int = 16, k: int = 2, seq: int = 12) -> PairBatch:
     b = random_batch(seed, batch, seq)
     rng = np.random.default_rng(seed + 50)
     tokens, mask = random_side(rng, batch * k, seq)
-    b["n_tokens"], b["n_mask"] = tokens.reshape(batch, k, seq), mask.reshape(batch, k, seq)
-    b["n_valid"] = (rng.random((batch, k)) < 0.7).astype(np.int32)
-    return b
+    side = PaddedSide(tokens.reshape(batch, k, seq), mask.reshape(batch, k, seq))
+    return dataclasses.replace(b, negatives=Negatives(side, (rng.random((batch, k)) < 0.7).astype(np.int32)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -214,10 +214,12 @@ def test_hard_negatives_loss_is_the_contrastive_loss_of_the_embeddings():
 
     @jax.jit
     def direct(p, b):
-        x = embed(p["encoder"], TINY, b["x_tokens"], b["x_mask"])
-        y = embed(p["encoder"], TINY, b["y_tokens"], b["y_mask"])
-        n = embed(p["encoder"], TINY, b["n_tokens"].reshape(32, 12), b["n_mask"].reshape(32, 12)).reshape(16, 2, -1)
-        return contrastive_loss(x, y, p["log_temperature"], n, b["n_valid"]), contrastive_loss(x, y, p["log_temperature"])[0]
+        x = embed(p["encoder"], TINY, b.x.tokens, b.x.mask)
+        y = embed(p["encoder"], TINY, b.y.tokens, b.y.mask)
+        negatives = b.negatives
+        n = embed(p["encoder"], TINY, negatives.side.tokens.reshape(32, 12), negatives.side.mask.reshape(32, 12))
+        n = n.reshape(16, 2, -1)
+        return contrastive_loss(x, y, p["log_temperature"], n, negatives.valid), contrastive_loss(x, y, p["log_temperature"])[0]
 
     (want, want_metrics), without = direct(host(created_state(TINY, (1, 1, 1))[0].params), _batch_with_negatives(0))
     np.testing.assert_allclose(loss, float(want), rtol=1e-5)
@@ -252,7 +254,8 @@ def packed_value_and_grad(layout: tuple[int, int, int], chunks: int, packed: boo
 def test_packed_sides_give_the_loss_and_gradients_of_unpacked_ones(layout, chunks):
     ((ref_loss, ref_metrics), ref_grads), _ = packed_value_and_grad((1, 1, 1), 1, False)
     ((loss, metrics), grads), batch = packed_value_and_grad(layout, chunks, True)
-    rows = batch["x_segments"].reshape(-1, batch["x_segments"].shape[-1])
+    assert isinstance(batch.x, PackedSide) and isinstance(batch.y, PackedSide)
+    rows = batch.x.segments.reshape(-1, batch.x.segments.shape[-1])
     assert any(len(set(r[r >= 0])) > 1 for r in rows)  # some row holds two sequences or more
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
     assert metrics["accuracy_xy"] == ref_metrics["accuracy_xy"]
@@ -267,7 +270,7 @@ def test_a_packed_step_counts_real_tokens():
         TINY, TEMPERATURE, tx(), mesh(), DEFAULT_RULES), _lr)
     batch = random_batch(4)
     _, metrics = step(jax.device_put(host(state)), BatchPacker(groups=1)(batch))
-    assert int(metrics["tokens"]) == int(batch["x_mask"].sum() + batch["y_mask"].sum())
+    assert int(metrics["tokens"]) == int(batch.x.mask.sum() + batch.y.mask.sum())
 
 
 def test_packed_sides_with_unpacked_hard_negatives_under_gradcache_on_8_devices():

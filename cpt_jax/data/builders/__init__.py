@@ -2,7 +2,7 @@
 
 Registered names: ``stdlib_code`` and ``stdlib_text``. Both are written in the
 array_record format so ``tfds.data_source`` gives random access for grain.
-What a build left out, by rule (stdlib_corpus.SKIP_RULES), is printed when it
+What a build left out, by rule (stdlib_corpus.BUILD_RULES), is printed when it
 runs and kept in the dataset's metadata: ``drop_counts(name, data_dir)``.
 """
 
@@ -42,7 +42,7 @@ def prepare(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
 def drop_counts(name: str, data_dir: str, split: str | None = None) -> dict[str, int]:
     """Rule -> number of files, functions, documents or pairs left out (or cut) when dataset
     ``name`` was built, for one split or summed over all. Every rule of
-    stdlib_corpus.SKIP_RULES is present (0 when it never applied)."""
+    stdlib_corpus.BUILD_RULES is present (0 when it never applied)."""
     _check_name(name)
     builder = tfds.builder(name, data_dir=os.fspath(data_dir), file_format="array_record")
     if not builder.is_prepared():
@@ -65,7 +65,7 @@ def drop_counts(name: str, data_dir: str, split: str | None = None) -> dict[str,
 def _summary(builder: tfds.core.DatasetBuilder) -> str:
     """One log line per split: pairs kept, then every rule that applied with its count."""
     lines = [f"{builder.name} {builder.version}: pairs kept, and inputs left out or cut by rule "
-             "(cpt_jax.data.stdlib_corpus.SKIP_RULES)"]
+             "(cpt_jax.data.stdlib_corpus.BUILD_RULES, described in sources/base.DROP_RULES)"]
     for split, counts in builder.info.metadata[DROP_COUNTS_KEY].items():
         applied = ", ".join(f"{rule}={n}" for rule, n in counts.items() if n) or "nothing"
         lines.append(f"  {split}: kept {builder.info.splits[split].num_examples}; {applied}")

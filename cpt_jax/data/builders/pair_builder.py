@@ -23,7 +23,7 @@ class PairBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     Every example is ``{"x": str, "y": str, "module": str}``. The content
     depends on the interpreter that builds it (its stdlib), recorded in the
     description; bump VERSION when the mining rules change. What each split
-    left out, by rule (stdlib_corpus.SKIP_RULES), is stored in the dataset's
+    left out, by rule (stdlib_corpus.BUILD_RULES), is stored in the dataset's
     metadata under DROP_COUNTS_KEY.
     """
 
@@ -76,5 +76,5 @@ class PairBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         (TFDS writes metadata.json after every split is generated)."""
         skipped: collections.Counter[str] = collections.Counter()
         yield from self._pairs(split, skipped)
-        counts = {**dict.fromkeys(stdlib_corpus.SKIP_RULES, 0), **skipped}
+        counts = {**dict.fromkeys(stdlib_corpus.BUILD_RULES, 0), **skipped}
         self.info.metadata.setdefault(DROP_COUNTS_KEY, {})[split] = counts

@@ -7,6 +7,11 @@ independently and deterministically:
     source.read_shard(index, start=0)           # iterator of records, skipping `start` pairs
     source.stats                                # DropStats, updated while shards are read
 
+A finite source may also offer RANDOM ACCESS (`RandomAccess`): `len(source)` records,
+`source.fetch(indices)` returns them by index. The batcher then reads it as one global stream
+permuted anew every epoch (a true global shuffle) instead of through shuffled readers, and its
+position is a function of the step alone (prepared_pairs.py).
+
 A record is ``{"x": str, "y": str}``; pre-paired sources configured with a negatives field add
 ``"negatives": list[str]`` (hard negatives for x, possibly empty).
 
@@ -23,10 +28,48 @@ import collections.abc
 import itertools
 import operator
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 Record = dict[str, object]  # {"x": str, "y": str[, "negatives": list[str]]}
+
+# THE drop-rule vocabulary: every input left out (or altered) by a source or a builder is counted
+# under one of these names (DropStats refuses others); each module says which rules it applies
+# and with which limits.
+DROP_RULES: dict[str, str] = {
+    # files (files.py, code_pairs.py, stdlib_corpus.py)
+    "unreadable_file": "a file that cannot be read (OSError): skipped",
+    "file_too_large": "a source file over the byte limit (generated or minified code): skipped",
+    "invalid_utf8": "bytes that are not valid text (UTF-8; Python: the PEP 263 encoding). Source "
+    "files are skipped; text (lines, documents, JSON fields) is repaired with U+FFFD and kept",
+    "corrupt_gzip": "a truncated or non-gzip .gz file: the shard ends at the damage",
+    "line_too_long": "a JSONL line over the line limit: skipped",
+    "malformed_json": "a JSONL line that is not a JSON object: skipped",
+    "missing_field": "a JSONL object without a required field: skipped",
+    "malformed_record": "a field of the wrong type (not a string, or not a list of strings): skipped",
+    # code (code_pairs.py)
+    "unparsable_source": "a source file that does not parse (too many tree-sitter errors; for Python, "
+    "any SyntaxError, null byte or nesting too deep): skipped",
+    "function_parse_error": "a function containing a parse error (the rest of the file is used)",
+    "no_docstring": "a function without documentation",
+    "short_docstring": "documentation of fewer than the minimum words",
+    "inline_docstring": "a Python docstring sharing a line with code (not removable): skipped",
+    "empty_body": "a function with nothing but a placeholder (pass, ..., raise NotImplementedError, "
+    "comments, or no body): skipped",
+    # text (spans.py)
+    "empty": "a document, docstring or pair side empty or whitespace only: skipped",
+    "too_short": "a span pair that cannot be completed at the end of a document: dropped",
+    "near_duplicate": "a pair whose sides' word sets are near-identical (Jaccard at the limit): dropped",
+    "too_long_document_truncated": "a document over the character limit: cut, the rest ignored",
+    # pairs (paired.py, stdlib_corpus.checked_pairs)
+    "empty_negative": "a whitespace-only hard negative: removed, the record kept",
+    "negative_equals_positive": "a hard negative equal to y: removed (a false negative), the record kept",
+    "duplicate_pair": "an (x, y) identical to an earlier one in the same file (sources) or split "
+    "(builders): dropped",
+    "unencodable_text": "text not encodable as UTF-8 (a lone surrogate): pair dropped (builders)",
+    "text_too_long": "x or y over the character limit: pair dropped (builders)",
+    "duplicate_key": "an example key already used in the split: pair dropped (builders)",
+}
 
 
 class RuleCounter(Protocol):
@@ -35,11 +78,29 @@ class RuleCounter(Protocol):
     def count(self, rule: str, n: int = 1) -> None: ...
 
 
+def check_rule(rule: str) -> None:
+    """ValueError unless `rule` is a name of DROP_RULES."""
+    if rule not in DROP_RULES:
+        raise ValueError(f"drop rule {rule!r} is not in DROP_RULES (sources/base.py); use one of its names or add it there.")
+
+
+class CounterSink:
+    """A RuleCounter over a plain collections.Counter (the builders' per-split counts), checked
+    against DROP_RULES like DropStats."""
+
+    def __init__(self, counter: collections.Counter[str]) -> None:
+        self.counter = counter
+
+    def count(self, rule: str, n: int = 1) -> None:
+        check_rule(rule)
+        self.counter[rule] += n
+
+
 class DropStats:
     """Thread-safe counters of dropped (or altered) inputs by rule name, plus kept records.
 
-    Rule names are stable strings documented by each source module ("empty", "too_short",
-    "near_duplicate", ...). Several shards may be read concurrently into one DropStats.
+    Rule names are those of DROP_RULES (anything else is a ValueError, so one name means one
+    thing everywhere). Several shards may be read concurrently into one DropStats.
     """
 
     def __init__(self) -> None:
@@ -51,6 +112,7 @@ class DropStats:
         """Adds `n` (>= 0) to rule `rule`."""
         if n < 0:
             raise ValueError(f"DropStats.count({rule!r}, n={n}): n must be non-negative.")
+        check_rule(rule)
         with self._lock:
             self._counts[rule] += n
 
@@ -91,6 +153,19 @@ class Source(Protocol):
     def shards(self) -> list[str]: ...
 
     def read_shard(self, index: int, start: int = 0) -> Iterator[Record]: ...
+
+
+class RandomAccess(Source, Protocol):
+    """A finite Source whose records can also be fetched by index, in [0, len(source))."""
+
+    def __len__(self) -> int: ...
+
+    def fetch(self, indices: Sequence[int]) -> list[Record]: ...
+
+
+def is_random_access(source: Source) -> bool:
+    """True when `source` offers `len()` and `fetch` (see RandomAccess)."""
+    return callable(getattr(source, "fetch", None)) and callable(getattr(source, "__len__", None))
 
 
 class _Sink:

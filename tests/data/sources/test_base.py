@@ -24,6 +24,8 @@ def test_drop_stats_counts_keeps_and_merges():
     assert b.as_dict() == {"empty": 2}
     with pytest.raises(ValueError, match="non-negative"):
         a.count("empty", -1)
+    with pytest.raises(ValueError, match="'emtpy' is not in DROP_RULES"):
+        a.count("emtpy")  # one vocabulary: a misspelt rule is an error, not a new counter
 
 
 def test_drop_stats_is_thread_safe():
@@ -31,7 +33,7 @@ def test_drop_stats_is_thread_safe():
 
     def work():
         for _ in range(2000):
-            stats.count("x")
+            stats.count("empty")
             stats.keep()
 
     threads = [threading.Thread(target=work) for _ in range(4)]
@@ -39,14 +41,14 @@ def test_drop_stats_is_thread_safe():
         t.start()
     for t in threads:
         t.join()
-    assert stats.as_dict() == {"x": 8000} and stats.kept == 8000
+    assert stats.as_dict() == {"empty": 8000} and stats.kept == 8000
 
 
 def _reader(shard: str, stats: RuleCounter) -> Iterator[dict]:
     """Shard "n": pairs 0..n-1, with one "odd" drop before every odd pair."""
     for i in range(int(shard)):
         if i % 2:
-            stats.count("odd")
+            stats.count("malformed_record")
         yield {"x": f"{shard}:{i}", "y": str(i)}
 
 
@@ -54,12 +56,12 @@ def test_start_skips_pairs_and_their_drops():
     source = ShardedSource("toy", ["3", "6"], _reader)
     full = list(source.read_shard(1))
     assert [r["x"] for r in full] == [f"6:{i}" for i in range(6)]
-    assert source.stats.as_dict() == {"odd": 3} and source.stats.kept == 6
+    assert source.stats.as_dict() == {"malformed_record": 3} and source.stats.kept == 6
 
     resumed = ShardedSource("toy", ["3", "6"], _reader)
     assert list(resumed.read_shard(1, start=2)) == full[2:]
     # Pairs 0, 1 and the drop before pair 1 belong to the earlier read; 3 and 5 are counted.
-    assert resumed.stats.as_dict() == {"odd": 2} and resumed.stats.kept == 4
+    assert resumed.stats.as_dict() == {"malformed_record": 2} and resumed.stats.kept == 4
     assert list(resumed.read_shard(0, start=10)) == []
 
 
@@ -87,7 +89,7 @@ def test_registry_builds_each_kind_and_names_unknown_kinds(tmp_path):
     assert sources.make_source("text_files", paths=str(tmp_path / "*.txt")).shards() == [str(tmp_path / "a.txt")]
     assert sources.make_source("paired_jsonl", paths=(str(tmp_path / "*.jsonl"),)).name == "paired_jsonl"
     assert len(sources.make_source("code_files", paths=(str(tmp_path / "*"),)).shards()) == 1
-    assert set(sources.SOURCE_KINDS) == {"text_files", "tfds_text", "code_files", "paired_jsonl"}
+    assert set(sources.SOURCE_KINDS) == {"text_files", "tfds_text", "code_files", "paired_jsonl", "prepared_pairs"}
     with pytest.raises(ValueError, match="Unknown source kind 'text'"):
         sources.make_source("text", paths=("x",))
 

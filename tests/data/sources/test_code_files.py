@@ -9,8 +9,7 @@ import pytest
 
 from cpt_jax.data.sources import CodeFilesSource
 from cpt_jax.data.sources.base import DropStats
-from cpt_jax.data.sources.code_files import code_pairs
-from cpt_jax.data.sources.code_languages import LANGUAGES
+from cpt_jax.data.sources.code_pairs import mine
 
 PYTHON = '''\
 import os
@@ -51,7 +50,7 @@ class Box:
 
 PYTHON_PAIRS = [
     ("Add two numbers.\n\nReturns their sum.", "def add(a, b):\n    # the sum\n    return a + b\n"),
-    ("The box's size in cm.", "@property\ndef size(self):\n    return self._size\n"),
+    ("The box's size in cm.", "def size(self):\n    return self._size\n"),
     ("Fetch a url asynchronously.", "async def fetch(self, url):\n    return await get(url)\n"),
 ]
 
@@ -236,8 +235,8 @@ CASES = {
 def test_extraction_per_language(language: str):
     text, expected, dropped = CASES[language]
     stats = DropStats()
-    pairs = list(code_pairs(text.encode(), LANGUAGES[language], 3, 0.05, stats))
-    assert [(p["x"], p["y"]) for p in pairs] == expected
+    pairs = list(mine(text.encode(), language, stats, min_doc_words=3, max_error_fraction=0.05))
+    assert [(p.x, p.y) for p in pairs] == expected
     assert stats.as_dict() == dropped
 
 
@@ -269,15 +268,17 @@ def test_file_level_drop_rules(tmp_path: pathlib.Path):
     (tmp_path / "latin1.py").write_bytes('def f():\n    "Caf\xe9 docs here ok."\n    return 1\n'.encode("latin-1"))
     _write(tmp_path, "broken.py", "def f(:\n  ]]] (((\n" * 20)
     _write(tmp_path, "partial.py", PYTHON + "\ndef broken(a):\n    '''Doc of the broken one.'''\n    return a ) b\n")
-    source = CodeFilesSource(paths=(str(tmp_path / "*.py"),), max_file_bytes=len(PYTHON) + 100).build()
+    _write(tmp_path, "partial.js", JAVASCRIPT + "\n/** Doc of the broken one. */\nfunction broken(a) { return a ) b; }\n")
+    source = CodeFilesSource(paths=(str(tmp_path / "*.[pj]*"),), max_file_bytes=len(PYTHON) + 100).build()
     names = [pathlib.Path(s).name for s in source.shards()]
     results = {name: list(source.read_shard(i)) for i, name in enumerate(names)}
     assert results["big.py"] == results["latin1.py"] == results["broken.py"] == []
-    assert [(p["x"], p["y"]) for p in results["partial.py"]] == PYTHON_PAIRS
+    assert results["partial.py"] == []  # ast: one syntax error skips the whole Python file
+    assert [(p["x"], p["y"]) for p in results["partial.js"]] == JAVASCRIPT_PAIRS  # tree-sitter: one function
     dropped = source.stats.as_dict()
     assert dropped["file_too_large"] == 1
     assert dropped["invalid_utf8"] == 1
-    assert dropped["unparsable_source"] == 1
+    assert dropped["unparsable_source"] == 2
     assert dropped["function_parse_error"] == 1
 
 

@@ -10,7 +10,6 @@ directory made by a different command is an error, never silently reused.
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import shlex
@@ -21,22 +20,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cpt_jax.report.experiments import Eval, Run
+from cpt_jax.cli.flags import binding_value
+from report.experiments import Eval, Run
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout holding report/
 MARKER_FILE = "report_run.json"
 
 
 def gin_flag(name: str, value: Any) -> str:
-    """``--gin.NAME=VALUE`` as cpt_jax.cli.flags parses it: a string that is not a Python literal
-    (and not a gin reference) stays bare, anything else is written as a literal."""
-    text = repr(value)
-    if isinstance(value, str) and not value.startswith(("@", "%")):
-        try:
-            ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            text = value
-    return f"--gin.{name}={text}"
+    """``--gin.NAME=VALUE`` that reads back as ``value`` through cpt_jax.cli.flags.binding_value
+    (the one quoting rule): a string that rule quotes anyway stays bare, anything else is
+    written as a Python literal."""
+    bare = isinstance(value, str) and binding_value(value) == repr(value)
+    return f"--gin.{name}={value if bare else repr(value)}"
 
 
 def display_path(path: str) -> str:

@@ -12,8 +12,11 @@ sees the same key for a chunk in passes 1 and 3, so the recomputation is faithfu
 Chunks are strided over the batch shards: chunk k holds rows [k*c_local, (k+1)*c_local) of
 every shard, so each device works on its own rows in every chunk and no rows move.
 
-Hard negatives ("n_tokens", "n_mask" [N, n, seq] in the batch) are a third embedded side,
+Hard negatives (PairBatch.negatives: tokens, mask [N, n, seq]) are a third embedded side,
 chunked with their pairs; the loss gets their embeddings [N, n, d] (else None).
+
+This is a gradient engine of the train step, not a loss: it knows the batch and the encoder, and
+takes the loss of the embeddings as a function.
 """
 
 from __future__ import annotations
@@ -24,12 +27,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from cpt_jax.batch import PairBatch, PaddedSide, Side
+
 Array = jax.Array
-Batch = dict[str, Array]
-# (params, side, dropout_rng or None) -> embeddings [n, d]; side: the arrays of one side of the
-# batch without their prefix, {"tokens", "mask"} [n, seq] or packed {"tokens", "segments", "ends"}
-# (model.embed_side)
-EncodeFn = Callable[[Any, dict[str, Array], Array | None], Array]
+# (params, side, dropout_rng or None) -> embeddings [n, d] (model.embed_side)
+EncodeFn = Callable[[Any, Side, Array | None], Array]
 # (x_emb [N, d], y_emb [N, d], negatives_emb [N, n, d] or None, params) -> (loss [], metrics)
 LossFn = Callable[[Array, Array, Array | None, Any], tuple[Array, dict[str, Array]]]
 
@@ -63,17 +65,10 @@ def negatives_key(rng: Array | None) -> Array | None:
     return None if rng is None else jax.random.fold_in(rng, 2)
 
 
-def batch_side(batch: Batch, side: str) -> dict[str, Array]:
-    """The arrays "{side}_*" of a batch (side "x", "y" or "n"), keyed without the prefix; "n_valid"
-    belongs to the loss, not the encoder."""
-    prefix = side + "_"
-    return {k[len(prefix):]: v for k, v in batch.items() if k.startswith(prefix) and k != "n_valid"}
-
-
-def encode_grouped(encode: EncodeFn, params: Any, side: dict[str, Array], rng: Array | None) -> Array:
+def encode_grouped(encode: EncodeFn, params: Any, side: PaddedSide, rng: Array | None) -> Array:
     """encode over groups of unpacked sequences: tokens, mask [rows, n, seq] -> embeddings [rows, n, d]."""
-    rows, n = side["tokens"].shape[:2]
-    flat = {k: side[k].reshape(rows * n, -1) for k in ("tokens", "mask")}
+    rows, n = side.tokens.shape[:2]
+    flat = PaddedSide(side.tokens.reshape(rows * n, -1), side.mask.reshape(rows * n, -1))
     return encode(params, flat, rng).reshape(rows, n, -1)
 
 
@@ -81,26 +76,24 @@ def gradcache_value_and_grad(
     encode: EncodeFn,
     loss_of_embeddings: LossFn,
     params: Any,
-    batch: Batch,
+    batch: PairBatch,
     num_shards: int,
     num_chunks: int,
     dropout_rng: Array | None,
 ) -> tuple[tuple[Array, dict[str, Array]], Any]:
     """((loss, metrics), grads) of loss_of_embeddings(encode(x), encode(y), encode(n) or None, params), chunked.
 
-    batch: {"x_tokens", "x_mask", "y_tokens", "y_mask"}: [N, seq], optionally "n_tokens",
-    "n_mask": [N, n, seq] (other keys are ignored), with N divisible by num_shards * num_chunks.
-    A packed side ("tokens", "segments" [G, rows, seq], "ends" [G, n]; data/packing.py) has
+    batch: padded sides [N, seq] and optional negatives [N, n, seq], with N divisible by
+    num_shards * num_chunks; a PackedSide (tokens, segments [G, rows, seq], ends [G, n]) has
     G = num_shards * num_chunks groups, one per chunk and shard.
     The same quantity as jax.value_and_grad of the un-chunked loss when the encoder is
     deterministic; with dropout, chunk k uses fold_in(dropout_rng, k).
     """
-    with_negatives = "n_tokens" in batch
-    sides = ("x", "y", "n") if with_negatives else ("x", "y")
-    chunks = {s: jax.tree.map(lambda a: to_chunks(a, num_shards, num_chunks), batch_side(batch, s)) for s in sides}
+    with_negatives = batch.negatives is not None
+    chunks = jax.tree.map(lambda a: to_chunks(a, num_shards, num_chunks), batch.sides())
     ids = jnp.arange(num_chunks)
 
-    def embed_chunk(p: Any, k: Array, c: dict[str, dict[str, Array]]) -> tuple[Array, ...]:
+    def embed_chunk(p: Any, k: Array, c: dict[str, Side]) -> tuple[Array, ...]:
         kx, ky = _chunk_keys(dropout_rng, k)
         out = encode(p, c["x"], kx), encode(p, c["y"], ky)
         if with_negatives:
@@ -120,7 +113,7 @@ def gradcache_value_and_grad(
     g_emb = tuple(to_chunks(g, num_shards, num_chunks) for g in g_emb)
 
     # Pass 3: recompute each chunk and pull its embedding gradient back to the parameters.
-    def backward(acc: Any, inputs: tuple[Array, Batch, tuple[Array, ...]]) -> tuple[Any, None]:
+    def backward(acc: Any, inputs: tuple[Array, dict[str, Side], tuple[Array, ...]]) -> tuple[Any, None]:
         k, c, g_k = inputs
         _, pullback = jax.vjp(lambda p: embed_chunk(p, k, c), params)
         (g,) = pullback(g_k)

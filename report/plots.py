@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # before anything imports pyplot: files only, never a win
 
 from matplotlib.figure import Figure  # noqa: E402
 
-from cpt_jax.report.analysis import Record, series  # noqa: E402
+from report.analysis import Record, series  # noqa: E402
 
 TEMPERATURE_LABEL = "logit scale exp(tau) = 1/temperature"
 

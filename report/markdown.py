@@ -1,4 +1,4 @@
-"""RESULTS.md from the results dict that `python -m cpt_jax.report` builds (and saves as
+"""RESULTS.md from the results dict that `python -m report` builds (and saves as
 results.json): every number and comparison word comes from that dict, through analysis.fmt."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cpt_jax.report.analysis import fmt
+from report.analysis import fmt
 from cpt_jax.train.metrics import format_duration
 
 
@@ -175,7 +175,7 @@ def probe(results: dict[str, Any]) -> list[str]:
         f"Predict a standard-library function's top-level package from its docstring ({len(stats['classes'])} "
         f"classes: {', '.join(stats['classes'])}), with a logistic regression on frozen embeddings, C chosen on dev. "
         f"{totals['train']} train, {totals['dev']} dev and {totals['test']} test examples, the three split by "
-        "source file (cpt_jax/report/probe_data.py). The bag of words is TF-IDF over the training docstrings "
+        "source file (report/probe_data.py). The bag of words is TF-IDF over the training docstrings "
         "through the same probe.",
         "",
         *_table(

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cpt_jax.loss.gradcache import from_chunks, to_chunks
+from cpt_jax.batch import PaddedSide, PairBatch
+from cpt_jax.train.gradcache import from_chunks, to_chunks
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel.mesh import MeshConfig, make_mesh
 from cpt_jax.parallel.rules import DEFAULT_RULES
@@ -27,7 +28,7 @@ def _batch(n=32, seq=12, seed=0):
         t[i, length:], m[i, length:] = 0, 0
     y = np.roll(t, 1, axis=1) * m
     y[:, 0] = 7
-    return {"x_tokens": t, "x_mask": m, "y_tokens": y.astype(np.int32), "y_mask": m}
+    return PairBatch(PaddedSide(t, m), PaddedSide(y.astype(np.int32), m))
 
 
 def _grads(mesh_config, devices, chunks, dropout_rng=None, model=CFG):
@@ -81,7 +82,7 @@ def test_gradcache_with_dropout_matches_direct_autodiff_with_the_same_keys():
     """With dropout, the recomputation must reuse each chunk's key: compare against autodiff
     straight through the chunked forward (which keeps all activations)."""
     from cpt_jax.loss import sharded_contrastive_loss
-    from cpt_jax.loss.gradcache import _chunk_keys
+    from cpt_jax.train.gradcache import _chunk_keys
     from cpt_jax.model import embed
     from cpt_jax.parallel.mesh import BATCH_AXES
 
@@ -94,12 +95,12 @@ def test_gradcache_with_dropout_matches_direct_autodiff_with_the_same_keys():
     state, _ = create_train_state(model, TemperatureConfig(), tx, mesh, DEFAULT_RULES, 0)
 
     def direct(params, batch):
-        chunks = {k: to_chunks(v, 2, 4) for k, v in batch.items()}
+        chunks = jax.tree.map(lambda v: to_chunks(v, 2, 4), batch)
         xs, ys = [], []
         for k in range(4):
             kx, ky = _chunk_keys(rng, jnp.asarray(k))
-            xs.append(embed(params["encoder"], model, chunks["x_tokens"][k], chunks["x_mask"][k], kx))
-            ys.append(embed(params["encoder"], model, chunks["y_tokens"][k], chunks["y_mask"][k], ky))
+            xs.append(embed(params["encoder"], model, chunks.x.tokens[k], chunks.x.mask[k], kx))
+            ys.append(embed(params["encoder"], model, chunks.y.tokens[k], chunks.y.mask[k], ky))
         x, y = from_chunks(jnp.stack(xs), 2), from_chunks(jnp.stack(ys), 2)
         return sharded_contrastive_loss(x, y, params["log_temperature"], mesh, BATCH_AXES)[0]
 

@@ -1,6 +1,7 @@
-"""python -m cpt_jax.report [--quick] [--out_dir DIR] [--results FILE] — train, evaluate, write RESULTS.md.
+"""python -m report [--quick] [--out_dir DIR] [--results FILE] — train, evaluate, write RESULTS.md.
 
-Runs every experiment of cpt_jax/report/experiments.py through the training and evaluation
+Run from the repository root (report/ is part of the checkout, not of the installed cpt_jax
+package). Runs every experiment of report/experiments.py through the training and evaluation
 CLIs (runs under --out_dir, each in its own directory; finished ones are reused), then writes
 FILE (default: RESULTS.md at the repository root; <out_dir>/RESULTS.md with --quick, so a quick
 run never overwrites the real one) and, in a results/ folder beside it, the PNG plots and
@@ -24,9 +25,9 @@ from typing import Any
 
 import psutil
 
-from cpt_jax.report import analysis, markdown, plots, probe_data
-from cpt_jax.report.experiments import FULL, QUICK, experiments
-from cpt_jax.report.runner import REPO_ROOT, Runner, display_path, train_examples
+from report import analysis, markdown, plots, probe_data
+from report.experiments import FULL, QUICK, experiments
+from report.runner import REPO_ROOT, Runner, display_path, train_examples
 
 PACKAGES = (
     "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "tensorflow-datasets", "tokenizers",
@@ -35,7 +36,11 @@ PACKAGES = (
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m cpt_jax.report", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m report",
+        description=__doc__.splitlines()[0],
+        epilog="Run from the repository root (report/ is part of the checkout, not of the installed cpt_jax).",
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes that check the plumbing in a few minutes")
     p.add_argument("--out_dir", default=None, help="run directories (default: outputs/report, outputs/report_quick)")
     p.add_argument("--results", default=None, help="the Markdown file (default: RESULTS.md, <out_dir>/RESULTS.md)")
@@ -106,7 +111,7 @@ def main(argv: list[str]) -> None:
     relative = lambda path: os.path.relpath(path, os.path.dirname(results_path))  # noqa: E731
     plot_paths = {k: relative(v) for k, v in plots.draw_all(by_experiment, summary, folder).items()}
     json_path = os.path.join(folder, "results.json")
-    command = shlex.join(["python", "-m", "cpt_jax.report", *argv])
+    command = shlex.join(["python", "-m", "report", *argv])
     results = {
         "report": {
             "command": command,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cpt_jax.evaluate import BAG_OF_WORDS, BM25, RANDOM, TRAINED
+from cpt_jax.eval.suite import BAG_OF_WORDS, BM25, RANDOM, TRAINED
 
 Record = dict[str, Any]  # one run, as runner.Runner.execute returns it
 Scores = dict[str, dict[str, float]]  # {system: {metric: value}}

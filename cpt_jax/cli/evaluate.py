@@ -1,0 +1,145 @@
+"""python -m cpt_jax.evaluate --checkpoint RUN_DIR — held-out search metrics beside baselines.
+
+Pair tasks (default: code search on stdlib_code, text search on stdlib_text; ``--tasks none``
+skips them) score the trained encoder, the same architecture at random initialisation, and
+BM25 by exact search over the whole held-out corpus. ``--beir DIR[,DIR...]`` adds BEIR-format
+folders (nDCG@10, MRR@10, Recall@100; trained, random init, BM25) and ``--classification
+DIR[,DIR...]`` folders of {"text", "label"} JSONL (linear-probe accuracy and macro-F1; trained,
+random init, and a TF-IDF bag of words fitted on the folder's train.jsonl). Prints a table and
+writes <RUN_DIR>/eval_<split>.json (eval_<split>_step<N>.json for an explicit --step, and
+eval_<split>_<dtype>.json for an explicit --dtype, e.g. --dtype bfloat16 to score the run as it
+encodes in bfloat16).
+
+``--sentence_transformer DIR`` evaluates a sentence-transformers model directory instead of a
+run (an exported run reproduces the run's numbers; a published model gives a reference row),
+with BM25 as the baseline; pair-task data comes from --data_dir (default outputs/tfds).
+
+Here flags become an EvalSpec and the systems (cpt_jax.eval.spec / cpt_jax.eval.suite score them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from cpt_jax import checkpoint
+from cpt_jax.embedder import Embedder
+from cpt_jax.eval.common import Encoder
+from cpt_jax.eval.sentence_transformer import SentenceTransformerEncoder
+from cpt_jax.eval.spec import DEFAULT_DATA_DIR, EvalSpec, pair_datasets
+from cpt_jax.eval.suite import RANDOM, SENTENCE_TRANSFORMER, TRAINED, evaluate, format_table
+from cpt_jax.model.config import DTYPES
+from cpt_jax.parallel import runtime
+
+
+def _list(value: str) -> list[str]:
+    """A comma-separated flag value; "" or "none" is the empty list."""
+    return [] if value.strip().lower() in ("", "none") else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m cpt_jax.evaluate", description=__doc__.splitlines()[0])
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a training run's output_dir")
+    source.add_argument(
+        "--sentence_transformer", help="a sentence-transformers model directory instead (e.g. an exported run)"
+    )
+    p.add_argument(
+        "--output", default=None, help="results JSON (default: eval_<split>[_step<N>][_<dtype>].json in the model dir)"
+    )
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    p.add_argument(
+        "--tasks", default=",".join(pair_datasets()), help="comma-separated pair datasets; '' or 'none' for none"
+    )
+    p.add_argument("--beir", default="", help="comma-separated BEIR-format folders")
+    p.add_argument("--classification", default="", help="comma-separated folders with train/test(/dev).jsonl")
+    p.add_argument("--split", default="test", help="held-out split of the pair tasks and BEIR qrels (default: test)")
+    p.add_argument("--data_dir", default=None, help="TFDS data dir (default: the run's, else outputs/tfds)")
+    p.add_argument("--no_baselines", action="store_true", help="skip random init, BM25 and the bag of words")
+    p.add_argument("--batch_size", type=int, default=128)
+    p.add_argument("--dtype", default=None, choices=DTYPES, help="compute dtype of --checkpoint (default: the run's)")
+    p.add_argument("--chunk_size", type=int, default=10_000, help="BEIR documents encoded and searched per step")
+    p.add_argument("--folds", type=int, default=5, help="classification CV folds for C when there is no dev.jsonl")
+    return p
+
+
+def spec_from_args(args: argparse.Namespace) -> EvalSpec:
+    """The EvalSpec the flags name (data_dir: --data_dir, else the default; see run_data_dir)."""
+    return EvalSpec(
+        tasks=tuple(_list(args.tasks)),
+        data_dir=args.data_dir or DEFAULT_DATA_DIR,
+        split=args.split,
+        beir=tuple(_list(args.beir)),
+        classification=tuple(_list(args.classification)),
+        baselines=not args.no_baselines,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        folds=args.folds,
+    )
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, EvalSpec]:
+    """(flags, their EvalSpec); a spec the flags cannot make is a usage error naming the field."""
+    p = _parser()
+    args = p.parse_args(list(argv))
+    try:
+        return args, spec_from_args(args)
+    except (TypeError, ValueError) as e:
+        p.error(str(e))
+
+
+def run_data_dir(meta: dict[str, Any], tasks: Sequence[str] = ()) -> str | None:
+    """The TFDS data dir a run trained from, per its checkpoint meta; None if it names none.
+
+    Runs record ``data_config = {"sources": [{"dataset", "split", "data_dir", ...}, ...]}`` (a
+    source of prepared pairs); the first such source for one of ``tasks`` wins, else the first
+    with a data_dir. Older runs have a top-level ``data_config["data_dir"]``.
+    """
+    config = meta.get("data_config") or {}
+    if config.get("data_dir"):
+        return config["data_dir"]
+    sources = [s for s in config.get("sources") or () if isinstance(s, dict) and s.get("data_dir")]
+    preferred = [s for s in sources if s.get("dataset") in tasks]
+    return (preferred or sources)[0]["data_dir"] if sources else None
+
+
+def build_systems(args: argparse.Namespace, spec: EvalSpec) -> tuple[dict[str, Encoder], EvalSpec]:
+    """The named encoders the flags ask for, and the spec with the run's data_dir when --data_dir
+    is not given (a run's pair tasks are read from where it trained)."""
+    if args.sentence_transformer:
+        return {SENTENCE_TRANSFORMER: SentenceTransformerEncoder(args.sentence_transformer)}, spec
+    systems: dict[str, Encoder] = {}
+    trained = systems[TRAINED] = Embedder.load(args.checkpoint, args.step, args.dtype)
+    if spec.baselines:
+        systems[RANDOM] = Embedder.random_init(trained.model, trained.tokenizer, trained.max_len)
+    if spec.tasks and not args.data_dir:
+        _, meta = checkpoint.read_meta(args.checkpoint, args.step)
+        data_dir = run_data_dir(meta, spec.tasks)
+        if data_dir:
+            spec = dataclasses.replace(spec, data_dir=data_dir)
+    return systems, spec
+
+
+def output_path(args: argparse.Namespace) -> str:
+    """eval_<split>.json beside the model; eval_<split>_step<N>.json for an explicit --step, _<dtype> for --dtype."""
+    suffix = f"_step{args.step}" if args.step is not None else ""
+    suffix += f"_{args.dtype}" if args.dtype else ""
+    return os.path.join(args.checkpoint or args.sentence_transformer, f"eval_{args.split}{suffix}.json")
+
+
+def main(argv: Sequence[str]) -> int | None:
+    args, spec = parse_args(argv)
+    runtime.enable_compilation_cache(runtime.default_compilation_cache_dir())
+    runtime.print_malloc_advice()
+    systems, spec = build_systems(args, spec)
+    results = evaluate(systems, spec)
+    print(format_table(results), flush=True)
+    path = args.output or output_path(args)
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {path}")
+    return None

@@ -1,0 +1,28 @@
+"""python -m cpt_jax.export --checkpoint RUN_DIR --out DIR — a run as a PyTorch model.
+
+DIR loads with `transformers.AutoModel.from_pretrained(DIR)` and with
+`sentence_transformers.SentenceTransformer(DIR)`; see cpt_jax/interop/export.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from cpt_jax.interop.export import export
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m cpt_jax.export", description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="a training run's output_dir")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    p.add_argument("--out", required=True, help="new directory for the PyTorch model")
+    return p.parse_args(list(argv))
+
+
+def main(argv: Sequence[str]) -> int | None:
+    args = parse_args(argv)
+    out = export(args.checkpoint, args.out, args.step)
+    print(f"wrote {out}: load it with transformers.AutoModel.from_pretrained({out!r}) or "
+          f"sentence_transformers.SentenceTransformer({out!r})", flush=True)
+    return None

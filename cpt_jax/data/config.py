@@ -1,0 +1,96 @@
+"""DataConfig: what a run reads and how it is tokenised, and the checks of its batch layout.
+
+Kept apart from the pipeline so that configuring a run (train/config.py, the gin edge, the
+accelerator benchmarks) loads nothing of the data stack (TensorFlow, grain, tokenizers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from cpt_jax.data import mixture
+from cpt_jax.typecheck import check_field_types
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """What to read and how to tokenise it.
+
+    sources: the pair sources, each a config with .build() -> Source (data/sources/); e.g. the
+      stdlib corpus is (PreparedPairsSource(dataset='stdlib_code', data_dir=...),). Training needs
+      at least one (require_sources); a run fed by its caller (bench/, tests) may have none.
+    weights: one positive mixture weight per source (any scale); empty for equal weights.
+    stream_readers: V virtual readers; the global batch and every process count must divide it.
+    shuffle_window: W pairs each reader of each streaming source holds and permutes (the memory
+      bound); random-access sources are shuffled globally instead.
+    num_negatives: hard negatives per pair from the records' "negatives" (fewer are masked out);
+      0 leaves the batch and the loss as they are.
+    log_fingerprints: the loop appends an order-free fingerprint of every global batch to
+      <output_dir>/batch_fingerprints.jsonl (for checking resumes; costs a gather per step).
+    """
+
+    max_len_x: int
+    max_len_y: int
+    sources: tuple = ()
+    weights: tuple = ()
+    stream_readers: int = 16
+    shuffle_window: int = 1024
+    seed: int = 0  # shuffle seed, in [0, 2**32)
+    prefetch_batches: int = 4  # local batches produced ahead of the consumer (0: none, synchronous)
+    num_negatives: int = 0
+    log_fingerprints: bool = False
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        for name in ("sources", "weights"):
+            value = getattr(self, name)
+            if not isinstance(value, (tuple, list)):
+                raise TypeError(f"DataConfig.{name}={value!r} must be a tuple.")
+            object.__setattr__(self, name, tuple(value))  # gin may bind a list
+        if self.weights and len(self.weights) != len(self.sources):
+            raise ValueError(
+                f"DataConfig.weights has {len(self.weights)} entries for {len(self.sources)} sources; "
+                "give one weight per source (or none for equal weights)."
+            )
+        if self.weights:
+            mixture.normalise(self.weights)
+        if self.stream_readers <= 0 or self.shuffle_window <= 0 or self.num_negatives < 0 or self.prefetch_batches < 0:
+            raise ValueError(
+                f"DataConfig.stream_readers={self.stream_readers} and shuffle_window={self.shuffle_window} must be "
+                f"positive, num_negatives={self.num_negatives} and prefetch_batches={self.prefetch_batches} non-negative."
+            )
+
+
+def check_process_slice(config: DataConfig, global_batch_size: int, process_index: int, process_count: int) -> None:
+    """Raises ValueError unless this process's slice of the global batch is well defined: a positive
+    batch and process count, a process index in range, a 32-bit seed."""
+    if global_batch_size <= 0 or process_count <= 0:
+        raise ValueError(f"global_batch_size={global_batch_size} and process_count={process_count} must be positive.")
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index={process_index} is outside [0, {process_count}).")
+    if not 0 <= config.seed < 2**32:
+        raise ValueError(f"DataConfig.seed={config.seed} must be in [0, 2**32): the shuffles take a 32-bit seed.")
+
+
+def check_stream_layout(config: DataConfig, global_batch_size: int, process_count: int) -> None:
+    """Raises ValueError unless V divides the global batch and the process count divides V."""
+    readers = config.stream_readers
+    if global_batch_size % readers:
+        raise ValueError(
+            f"global batch {global_batch_size} is not divisible by DataConfig.stream_readers={readers}; make the "
+            "batch a multiple of the readers (or lower stream_readers)."
+        )
+    if readers % process_count:
+        raise ValueError(
+            f"DataConfig.stream_readers={readers} is not divisible by the {process_count} processes; use a "
+            "multiple of every process count the run may use (e.g. 16 for 1, 2, 4, 8, 16)."
+        )
+
+
+def require_sources(config: DataConfig) -> None:
+    """ValueError unless the config names at least one source (a run that reads its data)."""
+    if not config.sources:
+        raise ValueError(
+            "DataConfig.sources is empty; name at least one source, e.g. include "
+            "configs/data/stdlib_code.gin or bind DataConfig.sources = (@PreparedPairsSource(),)."
+        )

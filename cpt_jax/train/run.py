@@ -1,0 +1,233 @@
+"""One run assembled: mesh, sharding rules, optimizer, state, compiled step, batch layout and data.
+
+`build_run(config)` is the one place a run is put together; the loop (train/loop.py), bench/ and
+the tests all call it, so what they time or check is what trains. It builds nothing of the data
+stack until `Run.open_data` is called (the accelerator benchmarks run without TensorFlow or
+grain), and it restores from a checkpointer when given one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding
+
+from cpt_jax.batch import PairBatch
+from cpt_jax.checkpoint import Checkpointer, abstract_like, shape_mismatches
+from cpt_jax.data.packing import BatchPacker
+from cpt_jax.data.tokenizer import RUN_DIR_NAME, Tokenizer
+from cpt_jax.interop import pretrained
+from cpt_jax.model import ModelConfig
+from cpt_jax.parallel import runtime
+from cpt_jax.parallel.mesh import BATCH_AXES, batch_size_per_shard, make_mesh
+from cpt_jax.parallel.rules import Rules, batch_sharding, rules_from_config
+from cpt_jax.train.config import TrainConfig, validate
+from cpt_jax.train.optimizer import learning_rate, make_optimizer
+from cpt_jax.train.state import (
+    TrainState,
+    abstract_train_state,
+    create_train_state,
+    state_shardings,
+    train_state_from_params,
+)
+from cpt_jax.train.step import StepContext, make_train_step
+
+Step = Callable[[TrainState, PairBatch], tuple[TrainState, dict[str, jax.Array]]]
+
+
+@dataclasses.dataclass
+class Run:
+    """A run ready to step. `state` is the state to start from (donated by the first step: keep the
+    one `step` returns). `layout` turns a process-local batch into the form the step was built for
+    (packed with TrainConfig.pack_sequences: a stateful packer whose rows only grow)."""
+
+    config: TrainConfig
+    mesh: Mesh
+    rules: Rules
+    tx: optax.GradientTransformation
+    state: TrainState
+    shardings: TrainState
+    step: Step
+    layout: Callable[[PairBatch], PairBatch]
+    grad_cache_chunks: int
+
+    @property
+    def batch_sharding(self) -> NamedSharding:
+        """Every leaf of a global batch: rows (or packing groups) split over the data axes."""
+        return batch_sharding(self.mesh, BATCH_AXES)
+
+    @property
+    def start_step(self) -> int:
+        return int(jax.device_get(self.state.step))
+
+    def learning_rate(self, step: Any) -> Any:
+        return learning_rate(self.config.optimizer, self.config.num_steps, step)
+
+    def to_global(self, local: PairBatch) -> PairBatch:
+        """This process's rows (numpy) -> the global batch, laid out for the step."""
+        sharding = self.batch_sharding
+        return jax.tree.map(lambda v: jax.make_array_from_process_local_data(sharding, v), self.layout(local))
+
+    def open_data(self, tokenizer: Tokenizer) -> Any:
+        """This process's batches of the run's data (data/pipeline.Batches)."""
+        from cpt_jax.data.pipeline import Batches  # the data stack loads only when data is read
+
+        cfg = self.config
+        return Batches(cfg.data, tokenizer, cfg.global_batch_size, jax.process_index(), jax.process_count())
+
+
+def build_run(
+    config: TrainConfig,
+    *,
+    checkpointer: Checkpointer | None = None,
+    init_params: Any = None,
+    devices: list | None = None,
+) -> Run:
+    """The run of `config` on `devices` (default: all): restored from the latest readable
+    checkpoint of `checkpointer` when it has one, else from `init_params` (a host encoder tree),
+    else freshly initialised from TrainConfig.seed."""
+    validate(config, len(devices) if devices is not None else jax.device_count(), reads_data=False)
+    mesh = make_mesh(config.mesh, devices)
+    batch_size_per_shard(mesh, config.global_batch_size)
+    chunks = 1
+    if config.grad_cache_chunk_size:
+        batch_size_per_shard(mesh, config.grad_cache_chunk_size)  # every chunk splits over the shards
+        chunks = config.global_batch_size // config.grad_cache_chunk_size
+    rules = rules_from_config(config.sharding_rules)
+    tx = make_optimizer(config.optimizer, config.num_steps)
+    if checkpointer is not None:
+        state, shardings = restore_or_init(config, checkpointer, tx, mesh, rules, init_params)
+    elif init_params is not None:
+        state, shardings = train_state_from_params(init_params, config.model, config.temperature, tx, mesh, rules)
+    else:
+        state, shardings = create_train_state(config.model, config.temperature, tx, mesh, rules, config.seed)
+    ctx = StepContext(config.model, config.temperature, tx, mesh, rules, config.seed, grad_cache_chunks=chunks)
+    step = make_train_step(ctx, shardings, lambda s: learning_rate(config.optimizer, config.num_steps, s))
+    layout = packer(mesh, chunks) if config.pack_sequences else (lambda local: local)
+    return Run(config, mesh, rules, tx, state, shardings, step, layout, chunks)
+
+
+def packer(mesh: Mesh, chunks: int) -> BatchPacker:
+    """Packs this process's rows in groups of one batch shard and GradCache chunk each, so a
+    device packs, encodes and pools its own pairs and a chunk is a set of groups."""
+    groups = math.prod(mesh.shape[a] for a in BATCH_AXES) * chunks
+    if groups % jax.process_count():
+        raise ValueError(
+            f"TrainConfig.pack_sequences needs the {groups} batch shards x GradCache chunks to split evenly "
+            f"over the {jax.process_count()} processes; give each process whole batch shards (mesh data x fsdp)."
+        )
+
+    def agree(need: np.ndarray) -> np.ndarray:  # the largest need of any process
+        if jax.process_count() == 1:
+            return need
+        return np.asarray(multihost_utils.process_allgather(need)).max(axis=0)
+
+    return BatchPacker(groups // jax.process_count(), agree)
+
+
+def with_pretrained_shape(config: TrainConfig) -> TrainConfig:
+    """With TrainConfig.init_from, the config whose ModelConfig has the pretrained model's shape
+    (and init_from resolved to a directory); else `config` itself."""
+    if not config.init_from:
+        return config
+    init_from = pretrained.resolve(config.init_from)
+    return dataclasses.replace(config, init_from=init_from, model=pretrained.model_config(init_from, config.model))
+
+
+def prepare_tokenizer(config: TrainConfig) -> Tokenizer:
+    """The run's tokenizer: saved in the run directory by process 0 (trained on the run's data,
+    or copied from tokenizer_path / init_from) so the directory alone reloads the model."""
+    path = os.path.join(config.output_dir, RUN_DIR_NAME)
+    if not os.path.exists(path) and jax.process_index() == 0:
+        source = config.init_from or (config.tokenizer_path and pretrained.resolve(config.tokenizer_path))
+        if source:
+            tokenizer = Tokenizer.load(source)
+        else:
+            from cpt_jax.data.pipeline import training_texts
+
+            tokenizer = Tokenizer.train(
+                training_texts(config.data, config.tokenizer_max_texts), config.model.vocab_size, path
+            )
+        tokenizer.shared_delimiters = config.shared_delimiters
+        tokenizer.save(path)
+    runtime.barrier("tokenizer")
+    tokenizer = Tokenizer.load(path)
+    if tokenizer.shared_delimiters != config.shared_delimiters:
+        raise ValueError(
+            f"The run's tokenizer {path} has shared_delimiters={tokenizer.shared_delimiters} but "
+            f"TrainConfig.shared_delimiters={config.shared_delimiters}; set it back, or train into a new "
+            "TrainConfig.output_dir."
+        )
+    if tokenizer.vocab_size > config.model.vocab_size:
+        raise ValueError(
+            f"Tokenizer {path} emits {tokenizer.vocab_size} ids but ModelConfig.vocab_size="
+            f"{config.model.vocab_size}; raise it (or delete the tokenizer to retrain it)."
+        )
+    return tokenizer
+
+
+def restore_or_init(
+    config: TrainConfig,
+    ckpt: Checkpointer,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    rules: Rules,
+    init_params: Any = None,
+) -> tuple[TrainState, TrainState]:
+    """The latest checkpoint that restores, onto this run's mesh (any earlier mesh or process
+    count), else a fresh state (from init_params, the host encoder tree, when given). Restoring
+    never materialises a fresh state first. An unreadable checkpoint is moved aside and the
+    previous one tried."""
+    steps = ckpt.all_steps()
+    if not steps and init_params is not None:
+        return train_state_from_params(init_params, config.model, config.temperature, tx, mesh, rules)
+    if not steps:
+        return create_train_state(config.model, config.temperature, tx, mesh, rules, config.seed)
+    shardings = state_shardings(config.model, config.temperature, tx, mesh, rules)
+    abstract = abstract_train_state(config.model, config.temperature, tx)
+    targets = abstract_like(abstract.params, shardings.params), abstract_like(abstract.opt_state, shardings.opt_state)
+    failures = []
+    for step in sorted(steps, reverse=True):
+        _refuse_other_model(config, ckpt, step)
+        try:
+            params, opt_state, meta = ckpt.restore(step, *targets)
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: report it, try the previous one
+            failures.append(f"step {step}: {type(e).__name__}: {str(e)[:300]}")
+            runtime.barrier(f"restore attempt {step}")  # every process has tried before it moves
+            moved = ckpt.quarantine(step)
+            print(f"WARNING: checkpoint at step {step} cannot be restored ({type(e).__name__}: "
+                  f"{str(e)[:200]}); moved it to {moved} and trying the previous one.", flush=True)
+            continue
+        print(f"restored checkpoint at step {step} from {config.output_dir}", flush=True)
+        step_array = jax.device_put(np.int32(meta["step"]), shardings.step)
+        return TrainState(step=step_array, params=params, opt_state=opt_state), shardings
+    raise RuntimeError(
+        f"None of the checkpoints in {config.output_dir}/checkpoints restores:\n  " + "\n  ".join(failures)
+        + "\nThey were moved to <step>.unreadable; delete them to start afresh, or point "
+        "TrainConfig.output_dir elsewhere. Nothing was deleted."
+    )
+
+
+def _refuse_other_model(config: TrainConfig, ckpt: Checkpointer, step: int) -> None:
+    """ValueError if checkpoint `step` was written by a model of other parameter shapes: a readable
+    checkpoint of another model is never moved or overwritten."""
+    try:
+        saved = ModelConfig(**ckpt.read_meta(step)["model_config"])
+    except Exception:  # noqa: BLE001 - unreadable metadata: the restore attempt reports it
+        return
+    mismatches = shape_mismatches(saved, config.model)
+    if mismatches:
+        raise ValueError(
+            f"The checkpoint at step {step} in {config.output_dir} was written by a different model:\n  "
+            + "\n  ".join(mismatches)
+            + f"\nsaved: {saved}\nnow:   {config.model}\n"
+            "Restore the old ModelConfig, or train into a new TrainConfig.output_dir."
+        )
