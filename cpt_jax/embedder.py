@@ -60,8 +60,8 @@ class Embedder:
         """The encoder of a training run's latest (or given) checkpoint, with its tokenizer.
 
         dtype: the compute dtype to encode in (default: the run's ModelConfig.dtype). "bfloat16"
-        encoded MiniLM 1.56x faster on a CPU with bfloat16 dot instructions (AVX512_BF16);
-        parameters stay float32 and embeddings come out float32, within 2e-3 (bench/README.md).
+        encodes faster on hardware with bfloat16 dot instructions (e.g. AVX512_BF16; bench/README.md
+        measures it); parameters stay float32 and embeddings come out float32.
         """
         step, meta = checkpoint.read_meta(run_dir, step)
         model = ModelConfig(**{**meta["model_config"], **({"dtype": dtype} if dtype else {})})

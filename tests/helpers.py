@@ -19,11 +19,14 @@ import pytest
 
 from cpt_jax import checkpoint
 from cpt_jax.batch import PaddedSide, PairBatch
+from cpt_jax.data.config import DataConfig
 from cpt_jax.data.tokenizer import RUN_DIR_NAME
 from cpt_jax.model import ModelConfig, init_params
 from cpt_jax.parallel.mesh import MeshConfig, make_mesh
 from cpt_jax.parallel.rules import DEFAULT_RULES
 from cpt_jax.train.optimizer import OptimizerConfig, make_optimizer
+from cpt_jax.train.config import TrainConfig
+from cpt_jax.train.run import build_run
 from cpt_jax.train.state import TemperatureConfig, create_train_state
 
 TINY = ModelConfig(vocab_size=64, d_model=32, num_layers=2, num_heads=4, d_mlp=64, max_len=16)
@@ -76,6 +79,18 @@ def tx(opt: OptimizerConfig = OPT, total_steps: int = TOTAL_STEPS):
 def created_state(model: ModelConfig, layout: tuple[int, int, int], seed: int = 0):
     """(state, shardings) from the real create_train_state; cached, so never donate it."""
     return _created_state(model, tuple(layout), seed)
+
+
+def build_test_run(model: ModelConfig, layout: tuple[int, int, int], batch: int = 16, seq: int = 12,
+                   chunk: int = 0, init_params=None, opt: OptimizerConfig = OPT):
+    """train.run.build_run, as train() assembles a run, of a run fed by the test (no data sources):
+    the mesh of `layout` over the first devices, the test optimizer, GradCache chunks of `chunk`."""
+    config = TrainConfig(
+        output_dir="", model=model, data=DataConfig(max_len_x=seq, max_len_y=seq, stream_readers=1),
+        mesh=MeshConfig(*layout), optimizer=opt, num_steps=TOTAL_STEPS, global_batch_size=batch,
+        grad_cache_chunk_size=chunk,
+    )
+    return build_run(config, devices=jax.devices()[: math.prod(layout)], init_params=init_params)
 
 
 @functools.lru_cache(maxsize=None)

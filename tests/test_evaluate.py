@@ -15,13 +15,12 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from cpt_jax.cli import evaluate as cli
 from cpt_jax.data import builders
 from cpt_jax.eval.spec import DEFAULT_DATA_DIR
-from tests.eval.fakes import HashEncoder, write_beir, write_jsonl
+from tests.eval.fakes import HashEncoder, write_toy_folders
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,17 +44,10 @@ class FakeEmbedder(HashEncoder):
 @pytest.fixture
 def folders(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "Embedder", FakeEmbedder)
-    corpus = [{"_id": f"d{i}", "title": "", "text": f"topic{i % 5} word{i}"} for i in range(30)]
-    queries = [{"_id": f"q{j}", "text": f"topic{j} word{j}"} for j in range(5)]
-    beir = write_beir(str(tmp_path / "toy_beir"), corpus, queries, [(f"q{j}", f"d{j}", 1) for j in range(5)])
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 30), ("test", 10)):
-        labels = rng.integers(0, 2, n)
-        rows = [{"text": f"{'alpha beta' if y else 'gamma delta'} {rng.integers(9)}", "label": int(y)} for y in labels]
-        write_jsonl(str(tmp_path / "toy_cls" / f"{split}.jsonl"), rows)
+    beir, classification = write_toy_folders(str(tmp_path))
     run = tmp_path / "run"
     run.mkdir()
-    return str(run), beir, str(tmp_path / "toy_cls")
+    return str(run), beir, classification
 
 
 def test_parse_args_defaults_and_lists(tmp_path):

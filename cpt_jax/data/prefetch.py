@@ -11,6 +11,9 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
+THREAD_NAME = "cpt_jax-prefetch"  # so a test (or a person with py-spy) can find it
+
+
 class Prefetch(Iterator[T], Generic[T]):
     """Calls produce() in a daemon thread, up to `depth` results ahead of the consumer; an error
     there is raised here. depth 0 calls it synchronously in next(). close() stops the thread."""
@@ -20,7 +23,7 @@ class Prefetch(Iterator[T], Generic[T]):
         self._failure: BaseException | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=max(depth, 1))
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True) if depth else None
+        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True) if depth else None
         if self._thread:
             self._thread.start()
 

@@ -49,7 +49,7 @@ class ModelConfig:
       scan_layers: stack the blocks with nn.scan (one compiled block: fast compiles at depth).
       scan_unroll: blocks per iteration of that scan; num_layers or more gives straight-line code
         over the same stacked parameters (more is allowed, so an init_from run can set it before the
-        checkpoint supplies num_layers), which XLA:CPU runs about 15% faster (no zero-filled per-layer
+        checkpoint supplies num_layers), which XLA:CPU runs faster (no zero-filled per-layer
         residual buffers; bench/README.md) at the cost of compile time growing with depth.
       remat: activation rematerialisation per block: "none", "full", or "dots" (save matmul outputs).
       layer_norm_eps: epsilon of every norm (LayerNorm and RMSNorm alike).

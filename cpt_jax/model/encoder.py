@@ -62,8 +62,8 @@ def token_matmul(x: Array, kernel: Array) -> Array:
 
     Same result as einsum("bsd,d...->bs...", x, kernel), but from the flat [batch * seq, d_in]
     form autodiff writes the weight gradient as one x^T @ grad over the tokens. From the 3-D form XLA:CPU first copies the
-    gradient transposed and then runs a slower kernel: a MiniLM MLP's forward + backward takes
-    about 1.5x as long (bench/kernels.py). The sharded batch axis stays the major one. Narrow
+    gradient transposed and then runs a slower kernel (bench/kernels.py compares the two forms).
+    The sharded batch axis stays the major one. Narrow
     (bfloat16) products accumulate in float32 (matmul.py).
     """
     batch, seq, d_in = x.shape

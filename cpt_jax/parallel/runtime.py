@@ -35,8 +35,8 @@ COMPILATION_CACHE_ENV = "CPT_JAX_COMPILATION_CACHE"
 
 
 # Mallocs that keep freed pages for reuse. On glibc malloc, XLA:CPU's temporaries of every step
-# arrive as fresh pages that the kernel faults in and zeroes again: about 500k page faults (2 GB)
-# per step of the MiniLM-sized train step, 13% of its time (bench/README.md, "The allocator"). The
+# arrive as fresh pages that the kernel faults in and zeroes again, a measurable share of every
+# step (bench/README.md, "The allocator", has the numbers). The
 # price: a step dispatched before the previous one has released its temporaries takes new ones,
 # so up to two steps' temporaries stay resident.
 POOL_MALLOCS = ("tcmalloc", "jemalloc")
@@ -66,8 +66,8 @@ def malloc_advice(backend: str) -> str | None:
         return None
     lib = find_tcmalloc()
     fix = f"LD_PRELOAD={lib}" if lib else "LD_PRELOAD=libtcmalloc_minimal.so.4 after apt-get install libtcmalloc-minimal4"
-    return (f"note: XLA:CPU runs on glibc malloc, which hands every step fresh pages to fault in (about 13% of a "
-            f"MiniLM train step, bench/README.md); for faster steps at up to twice the temporary memory, start the "
+    return (f"note: XLA:CPU runs on glibc malloc, which hands every step fresh pages to fault in (bench/README.md, "
+            f"\"The allocator\"); for faster steps at up to twice the temporary memory, start the "
             f"process with {fix} (launch/local.sh does).")
 
 

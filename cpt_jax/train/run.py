@@ -46,7 +46,7 @@ Step = Callable[[TrainState, PairBatch], tuple[TrainState, dict[str, jax.Array]]
 @dataclasses.dataclass
 class Run:
     """A run ready to step. `state` is the state to start from (donated by the first step: keep the
-    one `step` returns). `layout` turns a process-local batch into the form the step was built for
+    one `step` returns). `context` is what the step closes over (train/step.py). `layout` turns a process-local batch into the form the step was built for
     (packed with TrainConfig.pack_sequences: a stateful packer whose rows only grow)."""
 
     config: TrainConfig
@@ -55,9 +55,13 @@ class Run:
     tx: optax.GradientTransformation
     state: TrainState
     shardings: TrainState
+    context: StepContext
     step: Step
     layout: Callable[[PairBatch], PairBatch]
-    grad_cache_chunks: int
+
+    @property
+    def grad_cache_chunks(self) -> int:
+        return self.context.grad_cache_chunks
 
     @property
     def batch_sharding(self) -> NamedSharding:
@@ -112,7 +116,7 @@ def build_run(
     ctx = StepContext(config.model, config.temperature, tx, mesh, rules, config.seed, grad_cache_chunks=chunks)
     step = make_train_step(ctx, shardings, lambda s: learning_rate(config.optimizer, config.num_steps, s))
     layout = packer(mesh, chunks) if config.pack_sequences else (lambda local: local)
-    return Run(config, mesh, rules, tx, state, shardings, step, layout, chunks)
+    return Run(config, mesh, rules, tx, state, shardings, ctx, step, layout)
 
 
 def packer(mesh: Mesh, chunks: int) -> BatchPacker:

@@ -81,3 +81,16 @@ class ScoreEncoder:
             return np.tile(np.array([1.0, 0.0], np.float32), (len(texts), 1))
         s = np.array([float(t) for t in texts], np.float64)
         return np.stack([s, np.sqrt(1 - s**2)], axis=1).astype(np.float32)
+
+
+def write_toy_folders(root: str) -> tuple[str, str]:
+    """A 30-document BEIR folder and a two-class {text, label} folder under root: (beir, classification)."""
+    corpus = [{"_id": f"d{i}", "title": "", "text": f"topic{i % 5} word{i}"} for i in range(30)]
+    queries = [{"_id": f"q{j}", "text": f"topic{j} word{j}"} for j in range(5)]
+    beir = write_beir(os.path.join(root, "toy_beir"), corpus, queries, [(f"q{j}", f"d{j}", 1) for j in range(5)])
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("test", 10)):
+        labels = rng.integers(0, 2, n)
+        rows = [{"text": f"{'alpha beta' if y else 'gamma delta'} {rng.integers(9)}", "label": int(y)} for y in labels]
+        write_jsonl(os.path.join(root, "toy_cls", f"{split}.jsonl"), rows)
+    return beir, os.path.join(root, "toy_cls")

