@@ -42,6 +42,11 @@ class TrainConfig:
     max_consecutive_nonfinite: steps with a NaN/inf loss or gradient are skipped (no update);
       after this many in a row the run saves the last good state and stops. Checked at each
       log step, so the stop can come up to log_every - 1 steps later.
+    resume_overrides: settings a resumed run may change although its checkpoints were written
+      with other values, each named as in the refusal that lists them (e.g. "ModelConfig.pooling",
+      "OptimizerConfig", "tokenizer"). Without it, resuming with settings that change what the
+      saved weights or optimizer state mean is refused before anything is read or moved. Naming
+      "OptimizerConfig" restores the parameters and starts a fresh optimizer state.
     """
 
     output_dir: str
@@ -64,6 +69,7 @@ class TrainConfig:
     pack_sequences: bool = False
     max_consecutive_nonfinite: int = 20
     shared_delimiters: bool = False
+    resume_overrides: tuple = ()
 
     def __post_init__(self) -> None:
         check_field_types(self)
