@@ -202,6 +202,12 @@ class Checkpointer:
         )
         return out.params, out.opt_state, dict(out.meta)
 
+    def restore_params(self, step: int, params_target: Any) -> Any:
+        """The parameters of one checkpoint alone (its optimizer state is not read), after checking
+        the parameter and meta files against the step's manifest."""
+        verify(self._step_dir(step), ("params", "meta"))
+        return self._manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(params_target))).params
+
     def read_meta(self, step: int) -> dict[str, Any]:
         """The JSON metadata of one checkpoint (cheap: no arrays are read or hashed)."""
         verify(self._step_dir(step), ("meta",))
@@ -231,9 +237,22 @@ def model_meta(model: ModelConfig) -> dict[str, Any]:
     return dataclasses.asdict(model)
 
 
+def _reader(run_dir: str) -> ocp.CheckpointManager:
+    """A manager that only reads: it creates no directory and writes nothing (evaluating, embedding
+    or exporting a run never changes it, and a mistyped path is not made into an empty run)."""
+    directory = checkpoint_dir(run_dir)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"No checkpoint under {directory}; pass the output_dir of a training run "
+            "(python -m cpt_jax.train writes one at the end)."
+        )
+    options = ocp.CheckpointManagerOptions(create=False, read_only=True)
+    return ocp.CheckpointManager(directory, item_names=ITEMS, options=options)
+
+
 def read_meta(run_dir: str, step: int | None = None) -> tuple[int, dict[str, Any]]:
     """(step, meta) of `step` or of the latest checkpoint in run_dir; a clear error if none."""
-    manager = ocp.CheckpointManager(checkpoint_dir(run_dir), item_names=ITEMS)
+    manager = _reader(run_dir)
     try:
         step = manager.latest_step() if step is None else step
         if step is None:
@@ -252,7 +271,7 @@ def restore_params(run_dir: str, step: int, target: Any) -> Any:
     """The parameter tree of one checkpoint, restored onto `target` (abstract arrays with shardings),
     after checking the parameter files against the step's manifest."""
     verify(os.path.join(checkpoint_dir(run_dir), str(step)), ("params",))
-    manager = ocp.CheckpointManager(checkpoint_dir(run_dir), item_names=ITEMS)
+    manager = _reader(run_dir)
     try:
         return manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target))).params
     finally:

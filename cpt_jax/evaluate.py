@@ -4,6 +4,7 @@ and systems); what it scores and how is cpt_jax/eval/spec.py and cpt_jax/eval/su
 import sys
 
 if __name__ == "__main__":
+    from cpt_jax.cli.errors import run
     from cpt_jax.cli.evaluate import main
 
-    sys.exit(main(sys.argv[1:]))
+    run(main, sys.argv[1:])

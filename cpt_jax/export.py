@@ -4,6 +4,7 @@
 import sys
 
 if __name__ == "__main__":
+    from cpt_jax.cli.errors import run
     from cpt_jax.cli.export import main
 
-    sys.exit(main(sys.argv[1:]))
+    run(main, sys.argv[1:])

@@ -195,7 +195,7 @@ def test_training_quarantines_a_tampered_latest_checkpoint_and_restores_the_prev
     from cpt_jax.data.config import DataConfig
     from cpt_jax.model import ModelConfig
     from cpt_jax.parallel.rules import rules_from_config
-    from cpt_jax.train import run
+    from cpt_jax.train import restore as run
     from cpt_jax.train.config import TrainConfig
     from cpt_jax.train.optimizer import make_optimizer
     from cpt_jax.train.state import abstract_train_state, state_shardings
@@ -224,3 +224,29 @@ def test_training_quarantines_a_tampered_latest_checkpoint_and_restores_the_prev
     assert (tmp_path / "checkpoints" / "2.unreadable" / checkpoint.MANIFEST_FILE).exists()  # kept, never deleted
     assert ckpt.all_steps() == [1]
     ckpt.close()
+
+
+def test_reading_a_run_creates_and_changes_nothing(tmp_path):
+    """read_meta / restore_params (what evaluate, embed and export use) never create a directory
+    (a mistyped path stays missing) and leave every file of the run as it was."""
+    missing = tmp_path / "typo"
+    with pytest.raises(FileNotFoundError, match="pass the output_dir of a training run"):
+        checkpoint.read_meta(str(missing))
+    assert not missing.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError):
+        checkpoint.read_meta(str(empty))
+    assert list(empty.iterdir()) == []
+
+    run = tmp_path / "run"
+    params = {"w": np.arange(6, dtype=np.float32)}
+    ckpt = checkpoint.Checkpointer(str(run), async_save=False)
+    ckpt.save(3, params, {"count": np.zeros((), np.int32)}, {"step": 3}, force=True)
+    ckpt.close()
+    before = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in run.rglob("*")}
+    step, meta = checkpoint.read_meta(str(run))
+    target = {"w": jax.ShapeDtypeStruct((6,), np.float32, sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0]))}
+    np.testing.assert_array_equal(checkpoint.restore_params(str(run), step, target)["w"], params["w"])
+    assert (step, meta["step"]) == (3, 3)
+    assert {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in run.rglob("*")} == before

@@ -69,9 +69,9 @@ def test_parse_args_defaults_and_lists(tmp_path):
     [
         (["--tasks", "none"], "nothing to evaluate"),
         (["--tasks", "none", "--beir", "/no/such/folder"], "EvalSpec.beir: /no/such/folder is not a folder"),
-        (["--beir", ".", "--chunk_size", "0"], "EvalSpec.chunk_size=0 must be >= 1"),
-        (["--batch_size", "0"], "EvalSpec.batch_size=0 must be >= 1"),
-        (["--folds", "1"], "EvalSpec.folds=1 must be >= 2"),
+        (["--beir", ".", "--chunk_size", "0"], "EvalSpec.chunk_size=0 is out of range: must be >= 1"),
+        (["--batch_size", "0"], "EvalSpec.batch_size=0 is out of range: must be >= 1"),
+        (["--folds", "1"], "EvalSpec.folds=1 is out of range: must be >= 2"),
         (["--tasks", "stdlib_cod"], "EvalSpec.tasks: unknown pair dataset(s) ['stdlib_cod']"),
     ],
 )
@@ -164,14 +164,15 @@ VERBS = {
 @pytest.mark.parametrize("path, cli_module", VERBS.items())
 def test_entry_points_only_call_the_cli(path, cli_module):
     """A `python -m` verb is a docstring, `import sys` and an `if __name__ == "__main__":` that
-    imports main from cpt_jax.cli (never at import time) and exits with its return value."""
+    imports main from cpt_jax.cli (never at import time) and runs it through cpt_jax.cli.errors.run
+    (one readable message on failure, the exit code)."""
     tree = ast.parse(open(os.path.join(REPO, path)).read())
     docstring, imports, main_block = tree.body
     assert isinstance(docstring, ast.Expr) and cli_module.replace(".", "/") in docstring.value.value
     assert [a.name for a in imports.names] == ["sys"]
     assert ast.unparse(main_block.test) == "__name__ == '__main__'"
     assert ast.unparse(main_block).splitlines()[1:] == [
-        f"    from {cli_module} import main", "    sys.exit(main(sys.argv[1:]))"
+        "    from cpt_jax.cli.errors import run", f"    from {cli_module} import main", "    run(main, sys.argv[1:])"
     ]
 
 

@@ -70,6 +70,7 @@ def compare(run_a: str, run_b: str) -> list[int]:
 
 
 if __name__ == "__main__":  # the CLI: cpt_jax/cli/fingerprint.py
+    from cpt_jax.cli.errors import run
     from cpt_jax.cli.fingerprint import main
 
-    sys.exit(main(sys.argv[1:]))
+    run(main, sys.argv[1:])

