@@ -9,6 +9,7 @@ float32 [n, d] out.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from cpt_jax import checkpoint
-from cpt_jax.data.tokenizer import Tokenizer, load_run_tokenizer
+from cpt_jax.data.tokenizer import RUN_DIR_NAME, Tokenizer, check_fingerprint, load_run_tokenizer
 from cpt_jax.model import ModelConfig, embed, init_params
 
 SIDES = {"query": "x", "document": "y", "x": "x", "y": "y"}
@@ -56,14 +57,30 @@ class Embedder:
         )
 
     @classmethod
-    def load(cls, run_dir: str, step: int | None = None, dtype: str | None = None) -> Embedder:
+    def load(
+        cls, run_dir: str, step: int | None = None, dtype: str | None = None, *, allow_tokenizer_change: bool = False
+    ) -> Embedder:
         """The encoder of a training run's latest (or given) checkpoint, with its tokenizer.
 
         dtype: the compute dtype to encode in (default: the run's ModelConfig.dtype). "bfloat16"
         encodes faster on hardware with bfloat16 dot instructions (e.g. AVX512_BF16; bench/README.md
         measures it); parameters stay float32 and embeddings come out float32.
+
+        The run's tokenizer is checked against its checksums (TokenizerIntegrityError) and, when the
+        checkpoint's meta records one ("tokenizer_sha256"), against the fingerprint of the tokenizer
+        it was trained with: a different one raises TokenizerMismatchError before any parameter is
+        read. ``allow_tokenizer_change=True`` encodes with the current tokenizer anyway (an
+        experiment on purpose; its embeddings are not the trained model's). Checkpoints written
+        before fingerprints have no such key and load as before.
         """
         step, meta = checkpoint.read_meta(run_dir, step)
+        tokenizer = load_run_tokenizer(run_dir)
+        if not allow_tokenizer_change:
+            check_fingerprint(
+                tokenizer, meta.get("tokenizer_sha256"),
+                f"Checkpoint {step} of {run_dir} (tokenizer {os.path.join(run_dir, RUN_DIR_NAME)})",
+                override="or pass allow_tokenizer_change=True to Embedder.load to encode with the current one anyway",
+            )
         model = ModelConfig(**{**meta["model_config"], **({"dtype": dtype} if dtype else {})})
         target = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
         single = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -72,7 +89,6 @@ class Embedder:
             "log_temperature": jax.ShapeDtypeStruct((), jnp.float32, sharding=single),
         }
         params = checkpoint.restore_params(run_dir, step, target)["encoder"]
-        tokenizer = load_run_tokenizer(run_dir)
         data = meta["data_config"]
         return cls(model, params, tokenizer, {"x": data["max_len_x"], "y": data["max_len_y"]})
 

@@ -97,3 +97,77 @@ def test_a_wrongly_typed_binding_fails_when_the_config_is_built():
     config.parse_flags(["--gin_file=configs/experiments/tiny_code.gin", "--gin.TrainConfig.num_steps=1.5"])
     with pytest.raises(TypeError, match="TrainConfig.num_steps=1.5 has type float; expected int"):
         config.build("TrainConfig")
+
+
+def test_a_gin_file_that_includes_itself_names_the_chain(tmp_path):
+    me = tmp_path / "me.gin"
+    me.write_text(f"ModelConfig.d_model = 64\ninclude '{me}'\n")
+    with pytest.raises(ValueError, match=rf"gin file {me} includes itself: {me} -> {me}; remove the include"):
+        config.parse_flags([f"--gin_file={me}"])
+
+
+def test_an_include_cycle_through_other_files_names_the_chain(tmp_path):
+    a, b, c = (tmp_path / f"{n}.gin" for n in "abc")
+    a.write_text("include 'configs/model/tiny.gin'\n" f"include '{b}'\n")  # a repo file on the way is fine
+    b.write_text(f"include '{c}'\n")
+    c.write_text(f"ModelConfig.d_model = 64\ninclude '{a}'\n")
+    with pytest.raises(ValueError, match=rf"gin file {a} includes itself: {a} -> {b} -> {c} -> {a};"):
+        config.parse_flags([f"--gin_file={a}"])
+
+
+def test_a_file_included_twice_without_a_cycle_is_fine(tmp_path):
+    shared, top = tmp_path / "shared.gin", tmp_path / "top.gin"
+    shared.write_text("ModelConfig.d_model = 64\n")
+    (tmp_path / "mid.gin").write_text(f"include '{shared}'\n")
+    top.write_text(f"include '{shared}'\ninclude '{tmp_path / 'mid.gin'}'\n")
+    config.parse_flags([f"--gin_file={top}", f"--gin_file={top}"])
+    assert config.build("ModelConfig").d_model == 64
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--gin_param=TrainConfig.log_every = 2\nTrainConfig.num_steps = 1",
+        "--gin_param=TrainConfig.log_every = 2\rTrainConfig.num_steps = 1",
+        "--gin.TrainConfig.mesh=@MeshConfig()\nTrainConfig.num_steps = 1",
+        "--gin.TrainConfig.num_steps=1\u2028TrainConfig.seed = 3",
+        "--gin.TrainConfig.num_steps\nTrainConfig.seed=3",
+    ],
+)
+def test_a_binding_with_a_line_break_is_refused(flag):
+    with pytest.raises(SystemExit, match="contains a line break; give one binding per"):
+        config.split_flags([flag])
+
+
+@pytest.mark.parametrize(
+    "flag,message",
+    [
+        ("--gin_param=include 'configs/model/tiny.gin'", "parses as IncludeStatement; it must be exactly one binding"),
+        ("--gin_param=import os", "parses as ImportStatement; it must be exactly one binding"),
+        ("--gin_param=ModelConfig.d_model = 64 ModelConfig.num_layers = 1", "is not a gin binding NAME = VALUE"),
+        ("--gin_param=ModelConfig.d_model = 64 \\", "is not a gin binding NAME = VALUE"),  # would join the next
+        ("--gin_param=ModelConfig.d_model = (64,", "is not a gin binding NAME = VALUE"),
+        ("--gin.TrainConfig.mesh=@MeshConfig() TrainConfig.num_steps=1", "is not a gin binding NAME = VALUE"),
+        ("--gin_param=", "parses as nothing"),
+    ],
+)
+def test_a_binding_that_is_not_exactly_one_binding_is_refused(flag, message):
+    with pytest.raises(SystemExit, match=message):
+        config.split_flags([flag])
+
+
+def test_one_line_bindings_still_pass_and_strings_keep_their_characters():
+    _, bindings, _ = config.split_flags(
+        ["--gin.TrainConfig.output_dir=/tmp/a b; c # d", "--gin_param=ModelConfig.d_model = 64  # a comment",
+         "--gin_param=train/TrainConfig.seed = %SEED"]
+    )
+    assert bindings == ["TrainConfig.output_dir = '/tmp/a b; c # d'", "ModelConfig.d_model = 64  # a comment",
+                        "train/TrainConfig.seed = %SEED"]
+
+
+def test_injection_through_a_flag_does_not_reach_the_config(tmp_path):
+    with pytest.raises(SystemExit):
+        config.parse_flags(["--gin_file=configs/experiments/tiny_code.gin",
+                            "--gin.TrainConfig.mesh=@MeshConfig()\nTrainConfig.num_steps = 1"])
+    config.parse_flags(["--gin_file=configs/experiments/tiny_code.gin", f"--gin.TrainConfig.output_dir={tmp_path}"])
+    assert config.build("TrainConfig").num_steps == 400

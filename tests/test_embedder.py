@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
+import jax
 import numpy as np
 import pytest
 from pydoc_data.topics import topics
 
-from cpt_jax.data.tokenizer import Tokenizer
+from cpt_jax import checkpoint
+from cpt_jax.data.tokenizer import RUN_DIR_NAME, Tokenizer, TokenizerIntegrityError, TokenizerMismatchError
 from cpt_jax.embedder import Embedder, bucket_lengths
 from cpt_jax.model import ModelConfig, embed
+from tests.helpers import write_run_dir
 
 TEXTS = [
     "def add(a, b):\n    return a + b",
@@ -77,3 +82,54 @@ def test_mteb_style_prompt_type_selects_the_side(embedder):
     np.testing.assert_array_equal(embedder.encode(TEXTS[:3], prompt_type=PromptType("document")), d)
     np.testing.assert_array_equal(embedder.encode(TEXTS[:3], prompt_type="query"), q)
     np.testing.assert_array_equal(embedder.encode(TEXTS[:3]), d)
+
+
+def _write_run(run_dir: str, embedder: Embedder, monkeypatch, tokenizer_sha256: str | None) -> str:
+    """tests.helpers.write_run_dir, with "tokenizer_sha256" added to the checkpoint's meta as train() records it."""
+    if tokenizer_sha256 is not None:
+        save = checkpoint.Checkpointer.save
+        monkeypatch.setattr(
+            checkpoint.Checkpointer, "save",
+            lambda self, step, p, o, meta, **kw: save(self, step, p, o, {**meta, "tokenizer_sha256": tokenizer_sha256}, **kw),
+        )
+    write_run_dir(run_dir, embedder.model, jax.device_get(embedder.params), embedder.tokenizer)
+    monkeypatch.undo()
+    return run_dir
+
+
+def test_a_checkpoint_of_another_tokenizer_is_refused(embedder, tmp_path, monkeypatch):
+    run = _write_run(str(tmp_path / "run"), embedder, monkeypatch, embedder.tokenizer.fingerprint())
+    assert checkpoint.read_meta(run)[1]["tokenizer_sha256"] == Tokenizer.load(os.path.join(run, RUN_DIR_NAME)).fingerprint()
+    np.testing.assert_array_equal(Embedder.load(run).encode(TEXTS[:3]), embedder.encode(TEXTS[:3]))
+    # The same vocabulary with other delimiters, saved properly (so its checksums agree): the
+    # checkpoint's fingerprint still tells it from the one it was trained with.
+    other = Tokenizer.load(os.path.join(run, RUN_DIR_NAME))
+    other.shared_delimiters = True
+    other.save(os.path.join(run, RUN_DIR_NAME))
+    with pytest.raises(TokenizerMismatchError) as info:
+        Embedder.load(run)
+    message = str(info.value)
+    assert "tokenizer changed since the checkpoint was written" in message
+    assert os.path.join(run, RUN_DIR_NAME) in message and embedder.tokenizer.fingerprint() in message
+    assert "allow_tokenizer_change=True" in message
+    changed = Embedder.load(run, allow_tokenizer_change=True)  # on purpose: encodes with the current files
+    assert changed.tokenizer.shared_delimiters and not np.allclose(changed.encode(TEXTS[:3]), embedder.encode(TEXTS[:3]))
+
+
+def test_a_checkpoint_recording_another_fingerprint_is_refused(embedder, tmp_path, monkeypatch):
+    run = _write_run(str(tmp_path / "run"), embedder, monkeypatch, "0" * 64)
+    with pytest.raises(TokenizerMismatchError, match="0{64}"):
+        Embedder.load(run)
+
+
+def test_a_run_from_before_fingerprints_loads_and_an_edited_tokenizer_file_is_refused(embedder, tmp_path, monkeypatch):
+    run = _write_run(str(tmp_path / "run"), embedder, monkeypatch, None)
+    assert "tokenizer_sha256" not in checkpoint.read_meta(run)[1]
+    np.testing.assert_array_equal(Embedder.load(run).encode(TEXTS[:3]), embedder.encode(TEXTS[:3]))
+    path = os.path.join(run, RUN_DIR_NAME, "tokenizer.json")
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[:-100])
+    with pytest.raises(TokenizerIntegrityError, match="tokenizer.json"):
+        Embedder.load(run)

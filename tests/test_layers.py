@@ -25,6 +25,7 @@ PACKAGE = "cpt_jax"
 LAYERS: tuple[tuple[int, str], ...] = (
     (0, "cpt_jax.typecheck"),
     (0, "cpt_jax.batch"),
+    (0, "cpt_jax.atomic"),
     (1, "cpt_jax.model"),
     (1, "cpt_jax.loss"),
     (1, "cpt_jax.parallel"),

@@ -7,9 +7,10 @@ accelerator benchmarks) loads nothing of the data stack (TensorFlow, grain, toke
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from cpt_jax.data import mixture
-from cpt_jax.typecheck import check_field_types
+from cpt_jax.typecheck import SEED, Bound, at_least, check_field_types
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -40,8 +41,18 @@ class DataConfig:
     num_negatives: int = 0
     log_fingerprints: bool = False
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "max_len_x": at_least(1, "tokens per x sequence, delimiters included"),
+        "max_len_y": at_least(1, "tokens per y sequence, delimiters included"),
+        "stream_readers": at_least(1, "virtual readers; the global batch must be a multiple"),
+        "shuffle_window": at_least(1, "pairs each reader holds and permutes; 1 does not shuffle"),
+        "seed": SEED,
+        "prefetch_batches": at_least(0, "local batches made ahead; 0 is synchronous"),
+        "num_negatives": at_least(0, "hard negatives per pair; 0 uses none"),
+    }
+
     def __post_init__(self) -> None:
-        check_field_types(self)
+        check_field_types(self)  # types, then the BOUNDS above
         for name in ("sources", "weights"):
             value = getattr(self, name)
             if not isinstance(value, (tuple, list)):
@@ -54,11 +65,6 @@ class DataConfig:
             )
         if self.weights:
             mixture.normalise(self.weights)
-        if self.stream_readers <= 0 or self.shuffle_window <= 0 or self.num_negatives < 0 or self.prefetch_batches < 0:
-            raise ValueError(
-                f"DataConfig.stream_readers={self.stream_readers} and shuffle_window={self.shuffle_window} must be "
-                f"positive, num_negatives={self.num_negatives} and prefetch_batches={self.prefetch_batches} non-negative."
-            )
 
 
 def check_process_slice(config: DataConfig, global_batch_size: int, process_index: int, process_count: int) -> None:

@@ -23,18 +23,30 @@ evaluation, embedding and the exported chat template all encode the same way.
 
 A run directory keeps its tokenizer in ``<run_dir>/tokenizer/`` (tokenizer.json and
 cpt_tokenizer.json), so checkpoints are self-contained.
+
+A saved tokenizer directory is written whole or not at all (``atomic.staged_dir``: filled as a
+temporary sibling, renamed into place when complete), with ``checksums.json``: size and SHA-256
+of each of its files, in the style of the checkpoint manifests. ``load`` verifies it first and
+raises TokenizerIntegrityError naming any missing, truncated or edited file; a directory without
+one (saved before checksums existed) loads with an UnverifiedTokenizerWarning. ``fingerprint()``
+identifies the encoding (tokenizer.json and cpt_tokenizer.json), so a checkpoint can record the
+vocabulary it was trained with and refuse another.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 import tokenizers
 
+from cpt_jax import atomic
 from cpt_jax.data import sentencepiece_model
 from cpt_jax.data.sentencepiece_model import DELIMITERS
 
@@ -43,9 +55,38 @@ RUN_DIR_NAME = "tokenizer"
 _BACKEND_FILE = "tokenizer.json"
 _META_FILE = "cpt_tokenizer.json"
 _SENTENCEPIECE_FILE = "sentencepiece.model"
+MANIFEST_FILE = "checksums.json"
+# The files that decide how a text is encoded: what fingerprint() hashes.
+FINGERPRINT_FILES = (_BACKEND_FILE, _META_FILE)
 # tokenizer_config.json keys whose rows seed the new delimiter rows, in order of preference.
 _START_TOKENS = ("cls_token", "bos_token", "eos_token")
 _END_TOKENS = ("sep_token", "eos_token", "bos_token")
+
+
+class TokenizerIntegrityError(ValueError):
+    """A saved tokenizer's files are missing, differ from its checksums.json, or do not parse."""
+
+
+class TokenizerMismatchError(ValueError):
+    """A checkpoint was trained with another tokenizer than the one its run directory holds now."""
+
+
+class UnverifiedTokenizerWarning(UserWarning):
+    """A saved tokenizer directory has no checksums.json, so it is loaded without an integrity check."""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fingerprint_of(files: dict[str, bytes]) -> str:
+    """SHA-256 over the encoding files, each framed by its name and length."""
+    digest = hashlib.sha256()
+    for name in FINGERPRINT_FILES:
+        data = files[name]
+        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
 
 
 def _check_side(side: str) -> None:
@@ -88,6 +129,8 @@ class Tokenizer:
         self.pad_id = int(pad_id)
         self.init_rows = dict(init_rows or {})
         self.shared_delimiters = bool(shared_delimiters)
+        # (fingerprint of the state at load, fingerprint of the loaded files' bytes); see fingerprint().
+        self._loaded: tuple[str, str] | None = None
 
     # ------------------------------------------------------------------ construction
 
@@ -99,9 +142,8 @@ class Tokenizer:
         """
         proto = sentencepiece_model.train(texts, vocab_size, **kwargs)
         tokenizer = cls.from_sentencepiece(proto)
-        tokenizer.save(out_dir)
-        with open(os.path.join(out_dir, _SENTENCEPIECE_FILE), "wb") as f:
-            f.write(proto)  # kept for provenance; the run encodes through tokenizer.json
+        # sentencepiece.model is kept for provenance; the run encodes through tokenizer.json.
+        tokenizer._save(out_dir, {_SENTENCEPIECE_FILE: proto})
         return tokenizer
 
     @classmethod
@@ -117,7 +159,7 @@ class Tokenizer:
                 f"No {_BACKEND_FILE} in {model_dir}; cpt-jax reads fast tokenizers only. Write one with "
                 "transformers.AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)."
             )
-        backend = tokenizers.Tokenizer.from_file(path)
+        backend = _parse_backend(path, _read_bytes(path))
         backend.no_padding()
         backend.no_truncation()
         prefix, suffix = _special_affixes(backend)
@@ -133,15 +175,29 @@ class Tokenizer:
     @classmethod
     def load(cls, path: str) -> Tokenizer:
         """A tokenizer saved by ``save``/``train``, a SentencePiece .model written by cpt-jax,
-        or a Hugging Face model directory (delimiters added)."""
+        or a Hugging Face model directory (delimiters added).
+
+        A cpt-jax directory is checked against its checksums.json first (TokenizerIntegrityError
+        naming each missing, truncated or edited file); without one it loads with an
+        UnverifiedTokenizerWarning. A tokenizer.json that does not parse (half-written) raises
+        TokenizerIntegrityError naming the file and the fix."""
         if os.path.isfile(os.path.join(path, _META_FILE)):
-            meta = _read_json(os.path.join(path, _META_FILE))
-            backend = tokenizers.Tokenizer.from_file(os.path.join(path, _BACKEND_FILE))
-            init_rows = {int(k): v for k, v in meta["init_rows"].items()}
-            return cls(
-                backend, meta["prefix_ids"], meta["suffix_ids"], meta["pad_id"], init_rows,
+            verify(path)
+            files = {name: _read_bytes(os.path.join(path, name)) for name in FINGERPRINT_FILES}
+            meta_path = os.path.join(path, _META_FILE)
+            try:
+                meta = json.loads(files[_META_FILE])
+                init_rows = {int(k): v for k, v in meta["init_rows"].items()}
+                affixes = meta["prefix_ids"], meta["suffix_ids"], meta["pad_id"]
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                raise TokenizerIntegrityError(_unparsable(meta_path, e)) from e
+            backend = _parse_backend(os.path.join(path, _BACKEND_FILE), files[_BACKEND_FILE])
+            tokenizer = cls(
+                backend, *affixes, init_rows,
                 shared_delimiters=meta.get("shared_delimiters", False),  # absent in tokenizers saved before the option
             )
+            tokenizer._loaded = (_fingerprint_of(tokenizer._files()), _fingerprint_of(files))
+            return tokenizer
         if os.path.isfile(path) and path.endswith(".model"):
             with open(path, "rb") as f:
                 return cls.from_sentencepiece(f.read())
@@ -153,9 +209,8 @@ class Tokenizer:
             "Train one with Tokenizer.train(iter_training_texts(...), vocab_size, out_dir)."
         )
 
-    def save(self, out_dir: str) -> None:
-        os.makedirs(out_dir, exist_ok=True)
-        self._export_backend().save(os.path.join(out_dir, _BACKEND_FILE))
+    def _files(self) -> dict[str, bytes]:
+        """The bytes ``save`` writes for this tokenizer: tokenizer.json and cpt_tokenizer.json."""
         meta = {
             "prefix_ids": self.prefix_ids,
             "suffix_ids": self.suffix_ids,
@@ -163,8 +218,46 @@ class Tokenizer:
             "init_rows": {str(k): v for k, v in self.init_rows.items()},
             "shared_delimiters": self.shared_delimiters,
         }
-        with open(os.path.join(out_dir, _META_FILE), "w") as f:
-            json.dump(meta, f, indent=2)
+        return {
+            _BACKEND_FILE: self._export_backend().to_str(pretty=True).encode(),
+            _META_FILE: json.dumps(meta, indent=2).encode(),
+        }
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) identifying how this tokenizer encodes: over tokenizer.json and
+        cpt_tokenizer.json (not sentencepiece.model, not the manifest).
+
+        A tokenizer loaded from a directory and not changed since has the fingerprint of the
+        files' bytes (so upgrading the `tokenizers` library, which may serialise differently,
+        does not change it); any other tokenizer has that of the files ``save`` would write, which
+        is what ``Tokenizer.load`` of the saved directory then reports."""
+        current = _fingerprint_of(self._files())
+        loaded = self._loaded
+        return loaded[1] if loaded is not None and loaded[0] == current else current
+
+    def save(self, out_dir: str) -> None:
+        """Writes tokenizer.json, cpt_tokenizer.json and checksums.json to ``out_dir``, all at
+        once: the directory is filled as a temporary sibling and renamed into place, so a crash
+        or a full disk leaves the previous ``out_dir`` (or none), never half a tokenizer. Other
+        files already in ``out_dir`` (sentencepiece.model) are kept, and checksummed too."""
+        self._save(out_dir, {})
+
+    def _save(self, out_dir: str, extra: dict[str, bytes]) -> None:
+        files = {**self._files(), **extra}
+        with atomic.staged_dir(out_dir) as tmp:
+            if os.path.isdir(out_dir):
+                for name in sorted(os.listdir(out_dir)):
+                    if name in files or name == MANIFEST_FILE:
+                        continue
+                    src, dst = os.path.join(out_dir, name), os.path.join(tmp, name)
+                    if os.path.isdir(src) and not os.path.islink(src):
+                        shutil.copytree(src, dst, symlinks=True)
+                    else:
+                        shutil.copy2(src, dst, follow_symlinks=False)
+            for name, data in files.items():
+                with open(os.path.join(tmp, name), "wb") as f:
+                    f.write(data)
+            write_manifest(tmp)
 
     # ------------------------------------------------------------------ encoding
 
@@ -260,6 +353,115 @@ def load_run_tokenizer(run_dir: str) -> Tokenizer:
     return Tokenizer.load(legacy if os.path.exists(legacy) and not os.path.exists(path) else path)
 
 
+def _manifest_entries(directory: str) -> dict[str, str]:
+    """Name -> path of the regular files a manifest covers: the directory's top-level files."""
+    return {
+        name: os.path.join(directory, name)
+        for name in sorted(os.listdir(directory))
+        if name != MANIFEST_FILE and os.path.isfile(os.path.join(directory, name))
+    }
+
+
+def write_manifest(directory: str) -> str:
+    """Records size and SHA-256 of each file of a tokenizer directory in checksums.json (written
+    atomically); returns its path. ``save`` calls it; call it yourself to give a directory saved
+    before checksums existed a manifest of its files as they are."""
+    files = {}
+    for name, path in _manifest_entries(directory).items():
+        data = _read_bytes(path)
+        files[name] = {"size": len(data), "sha256": _sha256(data)}
+    path = os.path.join(directory, MANIFEST_FILE)
+    atomic.write_json(path, {"algorithm": "sha256", "files": files}, indent=1)
+    return path
+
+
+_RESTORE_FIX = (
+    "restore the tokenizer directory from an intact copy (the one the run's checkpoints were trained with), "
+    "or retrain into a new output_dir"
+)
+
+
+def verify(directory: str) -> None:
+    """Checks a tokenizer directory's files against its checksums.json.
+
+    Raises TokenizerIntegrityError naming each missing, resized or modified file (files added
+    after the save are not checked: they play no part in encoding); warns
+    (UnverifiedTokenizerWarning) when there is no manifest."""
+    manifest = os.path.join(directory, MANIFEST_FILE)
+    if not os.path.exists(manifest):
+        warnings.warn(
+            f"Tokenizer {directory} has no {MANIFEST_FILE} (saved before checksums existed): loading it without "
+            "an integrity check. To checksum it as it is now: python -c \"from cpt_jax.data.tokenizer import "
+            f"write_manifest; write_manifest('{directory}')\"",
+            UnverifiedTokenizerWarning,
+            stacklevel=3,
+        )
+        return
+    try:
+        with open(manifest, "rb") as f:
+            recorded = {name: (int(e["size"]), str(e["sha256"])) for name, e in json.loads(f.read())["files"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise TokenizerIntegrityError(
+            f"Tokenizer {directory}: its manifest {manifest} is unreadable ({type(e).__name__}: {e}), so its files "
+            f"cannot be verified. Fix: {_RESTORE_FIX}; or delete {manifest} to load the files unverified."
+        ) from e
+    problems = []
+    for name, (size, sha) in sorted(recorded.items()):
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path):
+            problems.append(f"{path}: missing")
+            continue
+        data = _read_bytes(path)
+        if len(data) != size:
+            problems.append(f"{path}: {len(data)} bytes, {MANIFEST_FILE} says {size} (truncated or extended)")
+        elif _sha256(data) != sha:
+            problems.append(f"{path}: SHA-256 differs from {MANIFEST_FILE} (edited after the save)")
+    if problems:
+        raise TokenizerIntegrityError(
+            f"Tokenizer {directory} fails its integrity check against {MANIFEST_FILE}:\n  " + "\n  ".join(problems)
+            + f"\nA different vocabulary would silently change every embedding; nothing was loaded. Fix: {_RESTORE_FIX}."
+        )
+
+
+def check_fingerprint(tokenizer: Tokenizer, recorded: str | None, where: str, override: str = "") -> None:
+    """Raises TokenizerMismatchError when a checkpoint recorded (``recorded``, from its meta's
+    "tokenizer_sha256") another tokenizer than ``tokenizer``; nothing when it recorded none
+    (checkpoints written before fingerprints). ``where`` names the checkpoint and the tokenizer
+    directory in the message; ``override`` is an extra way out to suggest (e.g. an argument)."""
+    if recorded is None:
+        return
+    current = tokenizer.fingerprint()
+    if current != recorded:
+        raise TokenizerMismatchError(
+            f"{where}: the tokenizer changed since the checkpoint was written (its meta records tokenizer_sha256 "
+            f"{recorded}, the tokenizer now has {current}); its embeddings would differ from the trained model's. "
+            f"Fix: restore the tokenizer the checkpoint was trained with{', ' + override if override else ''}."
+        )
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError as e:
+        raise TokenizerIntegrityError(f"Tokenizer file {path} is missing. Fix: {_RESTORE_FIX}.") from e
+
+
+def _unparsable(path: str, error: BaseException) -> str:
+    return (
+        f"Tokenizer file {path} does not parse ({error}); it is probably half-written (a full disk or a killed "
+        f"process while it was saved) or edited. Fix: {_RESTORE_FIX}. A run directory whose checkpoints never "
+        "used it can instead delete the tokenizer directory, and the next run writes it again."
+    )
+
+
+def _parse_backend(path: str, data: bytes) -> tokenizers.Tokenizer:
+    try:
+        return tokenizers.Tokenizer.from_str(data.decode("utf-8"))
+    except Exception as e:  # tokenizers raises a bare Exception ("EOF while parsing a string at line ...")
+        raise TokenizerIntegrityError(_unparsable(path, e)) from e
+
+
 def _special_affixes(backend: tokenizers.Tokenizer) -> tuple[list[int], list[int]]:
     """The ids the tokenizer's post-processor puts before and after a single text."""
     probe = "a"
@@ -281,4 +483,7 @@ def _read_json(path: str) -> dict[str, Any]:
     if not os.path.exists(path):
         return {}
     with open(path) as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except ValueError as e:
+            raise TokenizerIntegrityError(_unparsable(path, e)) from e

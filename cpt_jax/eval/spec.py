@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import ClassVar
 
-from cpt_jax.typecheck import check_field_types
+from cpt_jax.typecheck import Bound, at_least, check_field_types
 
 DEFAULT_DATA_DIR = "outputs/tfds"
 
@@ -63,16 +64,19 @@ class EvalSpec:
     chunk_size: int = 10_000
     folds: int = 5
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "batch_size": at_least(1, "texts per encode call"),
+        "chunk_size": at_least(1, "BEIR documents encoded and searched per step"),
+        "folds": at_least(2, "cross-validation needs at least two folds"),
+    }
+
     def __post_init__(self) -> None:
-        check_field_types(self)
+        check_field_types(self)  # types, then the BOUNDS above
         for name in ("tasks", "beir", "classification"):
             object.__setattr__(self, name, _as_tuple(self, name))
         for name in ("data_dir", "split"):
             if not getattr(self, name).strip():
                 raise ValueError(f"EvalSpec.{name}={getattr(self, name)!r} is empty; give a {name}.")
-        for name, least in (("batch_size", 1), ("chunk_size", 1), ("folds", 2)):
-            if getattr(self, name) < least:
-                raise ValueError(f"EvalSpec.{name}={getattr(self, name)} must be >= {least}.")
         if not (self.tasks or self.beir or self.classification):
             raise ValueError(
                 "EvalSpec: nothing to evaluate; tasks, beir and classification are all empty. "

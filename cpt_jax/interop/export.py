@@ -6,6 +6,9 @@ Qwen2Model or BertModel, whichever family the run's ModelConfig is) and with
 template wraps each text in the side's delimiters by task (`encode_query` -> [SOS]_x .. [EOS]_x,
 `encode_document` and plain `encode` -> [SOS]_y .. [EOS]_y), pooling at the last token (EOS) or
 the mean as trained, and L2 normalisation. Everything is safetensors and JSON: no pickle.
+
+The directory is written as a temporary sibling and renamed to out_dir only once complete
+(atomic.staged_dir), so a full disk or a killed export never leaves half a model at out_dir.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import jax
 import numpy as np
 
+from cpt_jax import atomic
 from cpt_jax.embedder import Embedder
 from cpt_jax.interop.hf_weights import save_hf_checkpoint
 
@@ -32,15 +36,17 @@ def export(run_dir: str, out_dir: str, step: int | None = None) -> str:
     if os.path.exists(out_dir) and os.listdir(out_dir):
         raise FileExistsError(f"{out_dir} is not empty; export into a new directory (nothing was overwritten).")
     params = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), embedder.params)
-    save_hf_checkpoint(model, params, out_dir)
-    embedder.tokenizer.save_for_transformers(out_dir, model_max_length=model.max_len)
-    # Each side truncates at its training length; a task-less encode() is the document side.
-    transformer = Transformer(
-        out_dir,
-        query_length=embedder.max_len["x"],
-        document_length=embedder.max_len["y"],
-        max_seq_length=embedder.max_len["y"],
-    )
-    pooling = Pooling(model.d_model, pooling_mode=POOLING_MODES[model.pooling])
-    SentenceTransformer(modules=[transformer, pooling, Normalize()], similarity_fn_name="cosine").save(out_dir)
+    # replace=False: an out_dir that filled up meanwhile raises FileExistsError instead of being replaced.
+    with atomic.staged_dir(out_dir, replace=False) as tmp:
+        save_hf_checkpoint(model, params, tmp)
+        embedder.tokenizer.save_for_transformers(tmp, model_max_length=model.max_len)
+        # Each side truncates at its training length; a task-less encode() is the document side.
+        transformer = Transformer(
+            tmp,
+            query_length=embedder.max_len["x"],
+            document_length=embedder.max_len["y"],
+            max_seq_length=embedder.max_len["y"],
+        )
+        pooling = Pooling(model.d_model, pooling_mode=POOLING_MODES[model.pooling])
+        SentenceTransformer(modules=[transformer, pooling, Normalize()], similarity_fn_name="cosine").save(tmp)
     return out_dir

@@ -11,10 +11,11 @@ cover the GPT-2, Llama / Qwen2 and BERT families exactly (see cpt_jax/interop/hf
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax.numpy as jnp
 
-from cpt_jax.typecheck import check_field_types
+from cpt_jax.typecheck import Bound, above, at_least, between, check_field_types
 
 ATTENTION_KINDS = ("causal", "bidirectional")
 POOLING_KINDS = ("eos", "mean")
@@ -95,17 +96,22 @@ class ModelConfig:
     embedding_norm: bool = False
     final_norm: bool = True
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "vocab_size": at_least(1, "rows of the token-embedding table"),
+        "d_model": at_least(1, "the residual width"),
+        "num_layers": at_least(1, "transformer blocks"),
+        "num_heads": at_least(1, "attention heads; they must divide d_model"),
+        "d_mlp": at_least(1, "the MLP hidden width"),
+        "max_len": at_least(1, "the longest sequence the encoder accepts"),
+        "dropout": between(0.0, 1.0, "a rate; 0 disables dropout", hi_open=True),
+        "scan_unroll": at_least(1, "blocks per scan iteration; num_layers or more unrolls the whole stack"),
+        "layer_norm_eps": above(0.0, "added to the variance of every norm, e.g. 1e-5"),
+        "rope_theta": above(0.0, "the rotary base frequency, e.g. 10000.0"),
+        "num_kv_heads": at_least(0, "key/value heads; 0 means num_heads"),
+    }
+
     def __post_init__(self) -> None:
-        check_field_types(self)
-        positive = ("vocab_size", "d_model", "num_layers", "num_heads", "d_mlp", "max_len")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"ModelConfig.{name} must be positive, got {getattr(self, name)}.")
-        if self.scan_unroll < 1:
-            raise ValueError(
-                f"ModelConfig.scan_unroll={self.scan_unroll} must be at least 1 "
-                "(blocks per scan iteration; num_layers or more unrolls the whole stack)."
-            )
+        check_field_types(self)  # types, then the BOUNDS above
         if self.d_model % self.num_heads:
             raise ValueError(
                 f"ModelConfig.num_heads={self.num_heads} must divide d_model={self.d_model}; "
@@ -123,24 +129,17 @@ class ModelConfig:
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}; choose one of {allowed}.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout}.")
-        if self.layer_norm_eps <= 0:
-            raise ValueError(f"ModelConfig.layer_norm_eps must be positive, got {self.layer_norm_eps}.")
-        if self.num_kv_heads < 0 or self.num_heads % self.kv_heads:
+        if self.num_heads % self.kv_heads:
             raise ValueError(
                 f"ModelConfig.num_kv_heads={self.num_kv_heads} must divide num_heads={self.num_heads} "
                 "(0 means num_heads); pick e.g. "
                 f"num_kv_heads={_largest_divisor(self.num_heads, max(self.kv_heads, 1))}."
             )
-        if self.position == "rope":
-            if self.head_dim % 2:
-                raise ValueError(
-                    f"position='rope' rotates pairs of features, but head_dim = d_model / num_heads = {self.head_dim} "
-                    "is odd; change d_model or num_heads so head_dim is even."
-                )
-            if self.rope_theta <= 0:
-                raise ValueError(f"ModelConfig.rope_theta must be positive, got {self.rope_theta}.")
+        if self.position == "rope" and self.head_dim % 2:
+            raise ValueError(
+                f"position='rope' rotates pairs of features, but head_dim = d_model / num_heads = {self.head_dim} "
+                "is odd; change d_model or num_heads so head_dim is even."
+            )
         if self.norm_position == "post" and self.final_norm:
             raise ValueError(
                 "ModelConfig.norm_position='post' already ends every block with a norm, so final_norm=True "

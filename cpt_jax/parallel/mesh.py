@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import jax
 from jax.sharding import AxisType, Mesh
 
-from cpt_jax.typecheck import check_field_types
+from cpt_jax.typecheck import Bound, at_least, check_field_types
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")  # the global batch is split over these
@@ -27,8 +28,26 @@ class MeshConfig:
     fsdp: int = 1
     tensor: int = 1
 
+    # -1 is allowed (it absorbs the devices left); 0 is refused in __post_init__.
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        name: at_least(-1, "a device count; each axis size must be positive, and at most one may be -1")
+        for name in ("data", "fsdp", "tensor")
+    }
+
     def __post_init__(self) -> None:
-        check_field_types(self)
+        check_field_types(self)  # types, then the BOUNDS above
+        for name in ("data", "fsdp", "tensor"):
+            if getattr(self, name) == 0:
+                raise ValueError(
+                    f"MeshConfig.{name}=0 is out of range: each axis size must be positive, and at most one may "
+                    "be -1 (it takes the devices left); use 1 for an axis the run does not split over."
+                )
+        free = [name for name in ("data", "fsdp", "tensor") if getattr(self, name) == -1]
+        if len(free) > 1:
+            raise ValueError(
+                f"MeshConfig: {' and '.join(f'{n}=-1' for n in free)}; each axis size must be positive, and at "
+                "most one may be -1 (it takes the devices left); give the others explicit sizes."
+            )
 
     def resolve(self, num_devices: int) -> tuple[int, int, int]:
         """Concrete (data, fsdp, tensor) sizes for num_devices, or a ValueError that says what to set."""

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 
 from cpt_jax.data.config import DataConfig, check_stream_layout, require_sources
 from cpt_jax.model import ModelConfig
-from cpt_jax.parallel.mesh import MeshConfig
+from cpt_jax.parallel.mesh import MESH_AXES, MeshConfig
 from cpt_jax.train.optimizer import OptimizerConfig
 from cpt_jax.train.state import TemperatureConfig
-from cpt_jax.typecheck import check_field_types
+from cpt_jax.typecheck import SEED, Bound, at_least, check_field_types
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -71,8 +72,20 @@ class TrainConfig:
     shared_delimiters: bool = False
     resume_overrides: tuple = ()
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "num_steps": at_least(1, "optimizer steps of the run"),
+        "global_batch_size": at_least(1, "pairs per step over all processes"),
+        "seed": SEED,
+        "log_every": at_least(1, "steps between logged metrics"),
+        "checkpoint_every": at_least(1, "steps between checkpoints; the last step is saved either way"),
+        "keep_checkpoints": at_least(1, "checkpoints kept on disk; 0 would keep none, not even the last"),
+        "tokenizer_max_texts": at_least(1, "texts a new tokenizer is trained on"),
+        "grad_cache_chunk_size": at_least(0, "pairs per GradCache chunk; 0 for the plain step"),
+        "max_consecutive_nonfinite": at_least(1, "NaN/inf steps in a row before the run stops"),
+    }
+
     def __post_init__(self) -> None:
-        check_field_types(self)
+        check_field_types(self)  # types (the nested configs' too), then the BOUNDS above
 
 
 def validate(config: TrainConfig, num_devices: int, reads_data: bool = True) -> None:
@@ -88,21 +101,59 @@ def validate(config: TrainConfig, num_devices: int, reads_data: bool = True) -> 
                 f"DataConfig.max_len_{side}={length} exceeds ModelConfig.max_len={config.model.max_len}; "
                 f"lower the data length or raise the model's."
             )
-    if config.num_steps <= 0 or config.global_batch_size <= 0:
-        raise ValueError("TrainConfig.num_steps and TrainConfig.global_batch_size must be positive.")
     if config.init_from and config.tokenizer_path:
         raise ValueError(
             "TrainConfig.init_from brings its own tokenizer; unset TrainConfig.tokenizer_path."
         )
     chunk = config.grad_cache_chunk_size
-    if chunk < 0 or (chunk and config.global_batch_size % chunk):
+    if chunk and config.global_batch_size % chunk:
         raise ValueError(
             f"TrainConfig.global_batch_size={config.global_batch_size} must be a multiple of "
             f"TrainConfig.grad_cache_chunk_size={chunk} (0 disables gradient caching)."
         )
+    data, fsdp, _ = config.mesh.resolve(num_devices)
+    shards = data * fsdp
+    for name in ("global_batch_size", "grad_cache_chunk_size"):
+        rows = getattr(config, name)
+        if rows % shards:  # 0 (no GradCache) passes
+            raise ValueError(
+                f"TrainConfig.{name}={rows} is not divisible by the {shards} batch shards "
+                f"(mesh data x fsdp = {data} x {fsdp}); use a multiple of {shards}."
+            )
+    groups = shards * (config.global_batch_size // chunk if chunk else 1)
+    if config.pack_sequences and groups % jax.process_count():
+        raise ValueError(
+            f"TrainConfig.pack_sequences needs the {groups} batch shards x GradCache chunks to split evenly "
+            f"over the {jax.process_count()} processes; give each process whole batch shards (mesh data x fsdp)."
+        )
+    _check_sharding_rules(config.sharding_rules)
     if config.global_batch_size % jax.process_count():
         raise ValueError(
             f"TrainConfig.global_batch_size={config.global_batch_size} must be divisible by the "
             f"{jax.process_count()} processes."
         )
     check_stream_layout(config.data, config.global_batch_size, jax.process_count())
+
+
+def _check_sharding_rules(rules: tuple | None) -> None:
+    """ValueError unless TrainConfig.sharding_rules is None or (logical_name, mesh_axes) pairs whose
+    mesh_axes are None, a mesh axis, or a tuple of mesh axes."""
+    if rules is None:
+        return
+    example = "e.g. (('embed', 'fsdp'), ('act_batch', ('data', 'fsdp')))"
+    if not isinstance(rules, (tuple, list)):
+        raise ValueError(
+            f"TrainConfig.sharding_rules={rules!r} must be a tuple of (logical_name, mesh_axes) pairs, {example}."
+        )
+    for rule in rules:
+        if not isinstance(rule, (tuple, list)) or len(rule) != 2 or not isinstance(rule[0], str):
+            raise ValueError(
+                f"TrainConfig.sharding_rules: {rule!r} is not a (logical_name, mesh_axes) pair; {example}."
+            )
+        axes = rule[1]
+        named = () if axes is None else (axes,) if isinstance(axes, str) else axes
+        if not isinstance(named, (tuple, list)) or any(a not in MESH_AXES for a in named):
+            raise ValueError(
+                f"TrainConfig.sharding_rules: {rule!r} maps {rule[0]!r} to {axes!r}; give None, one of the "
+                f"mesh axes {MESH_AXES}, or a tuple of them."
+            )

@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from cpt_jax import atomic
 from cpt_jax.checkpoint import Checkpointer
 from cpt_jax.data.pipeline import STREAM_META_KEY, prepare_sources
 from cpt_jax.interop import pretrained
@@ -53,7 +54,7 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
         if config.init_from and not ckpt.all_steps():
             init_params = pretrained.encoder_params(config.init_from, config.model, tokenizer)
         tx = make_optimizer(config.optimizer, config.num_steps)
-        meta_now = run_meta(config, tx, tokenizer.fingerprint() if hasattr(tokenizer, "fingerprint") else None)
+        meta_now = run_meta(config, tx, tokenizer.fingerprint())
         run = build_run(config, checkpointer=ckpt, init_params=init_params, meta_now=meta_now)
         data = run.open_data(tokenizer)
         start = run.start_step
@@ -72,8 +73,7 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
             "operative_config": operative_config(),
         }
         if writer:
-            with open(os.path.join(config.output_dir, OPERATIVE_CONFIG_FILE), "w") as f:
-                f.write(static_meta["operative_config"])
+            atomic.write_text(os.path.join(config.output_dir, OPERATIVE_CONFIG_FILE), static_meta["operative_config"])
         if init_params is not None:
             # The imported model as checkpoint 0: the "before" of every comparison.
             ckpt.save(0, run.state.params, run.state.opt_state, {"step": 0, **static_meta}, force=True)

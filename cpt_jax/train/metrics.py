@@ -4,6 +4,11 @@ Only the process that owns the writer (process 0) creates one; the loop fetches 
 from the devices only on logging steps, so the step itself never waits on the host.
 The event file is written with TensorBoard's protos and TFRecord framing directly: going
 through tf.summary would import TensorFlow, several seconds of every launch.
+
+Both files are append-only logs: nothing here truncates or rewrites an existing file. Each
+launch starts a new event file, and metrics.jsonl is appended to; a record cut short by a crash
+(no final newline) is closed with one before the next launch appends, so it costs that one
+line and never merges with the next record.
 """
 
 from __future__ import annotations
@@ -55,13 +60,26 @@ class EventFile:
         self._file.close()
 
 
+def _ends_mid_line(path: str) -> bool:
+    """Whether a non-empty file's last byte is not a newline."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return False
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
+
+
 class MetricsWriter:
     """Writes scalar metrics as TensorBoard events under `<run_dir>/tensorboard`, as full-precision
     JSON lines to `<run_dir>/metrics.jsonl` (appended across restarts), and a progress line."""
 
     def __init__(self, run_dir: str, total_steps: int, stream=sys.stdout) -> None:
         self._events = EventFile(os.path.join(run_dir, "tensorboard"))
-        self._jsonl = open(os.path.join(run_dir, "metrics.jsonl"), "a")
+        path = os.path.join(run_dir, "metrics.jsonl")
+        self._jsonl = open(path, "a")
+        if _ends_mid_line(path):  # the last launch died mid-record: end it, keep the next one parseable
+            self._jsonl.write("\n")
         self._total = total_steps
         self._stream = stream
         self._t0: float | None = None

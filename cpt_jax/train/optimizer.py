@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from cpt_jax.typecheck import check_field_types
+from cpt_jax.typecheck import Bound, above, at_least, between, check_field_types
 
 DECAYS = ("cosine", "linear", "constant")
 
@@ -36,12 +36,21 @@ class OptimizerConfig:
     eps: float = 1e-6
     clip_norm: float = 1.0
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "learning_rate": above(0.0, "the peak rate, e.g. 1e-3"),
+        "warmup_steps": at_least(0, "steps of linear warmup; 0 starts at the peak"),
+        "end_learning_rate_fraction": between(0.0, 1.0, "the final rate as a fraction of the peak"),
+        "weight_decay": at_least(0.0, "decoupled decay; 0 disables it"),
+        "b1": between(0.0, 1.0, "Adam's first-moment decay, e.g. 0.9", hi_open=True),
+        "b2": between(0.0, 1.0, "Adam's second-moment decay, e.g. 0.98", hi_open=True),
+        "eps": above(0.0, "Adam's denominator epsilon, e.g. 1e-6"),
+        "clip_norm": at_least(0.0, "the global gradient-norm clip; 0 disables it"),
+    }
+
     def __post_init__(self) -> None:
-        check_field_types(self)
+        check_field_types(self)  # types, then the BOUNDS above
         if self.decay not in DECAYS:
             raise ValueError(f"OptimizerConfig.decay={self.decay!r}; choose one of {DECAYS}.")
-        if self.learning_rate <= 0 or self.warmup_steps < 0 or self.clip_norm < 0:
-            raise ValueError("OptimizerConfig needs learning_rate > 0, warmup_steps >= 0 and clip_norm >= 0.")
 
 
 def learning_rate(config: OptimizerConfig, total_steps: int, step: jax.Array | int) -> jax.Array:

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from cpt_jax import atomic
 from cpt_jax.batch import PairBatch
 from cpt_jax.data.fingerprint import FINGERPRINTS_FILE, fingerprint, row_hashes
 from cpt_jax.data.pipeline import STREAM_META_KEY, StreamPosition, merge_counts
@@ -70,8 +71,7 @@ class DataPosition:
 
 def write_data_stats(output_dir: str, stats: dict, is_writer: bool) -> None:
     if is_writer:
-        with open(os.path.join(output_dir, DATA_STATS_FILE), "w") as f:
-            json.dump(stats, f, indent=1, sort_keys=True)
+        atomic.write_json(os.path.join(output_dir, DATA_STATS_FILE), stats, indent=1, sort_keys=True)
 
 
 def log_fingerprint(output_dir: str, step: int, local: PairBatch, is_writer: bool) -> None:

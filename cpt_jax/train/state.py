@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import flax.struct
@@ -21,9 +21,13 @@ from jax.sharding import Mesh
 
 from cpt_jax.model import ModelConfig, init_boxed
 from cpt_jax.parallel.rules import Rules, logical_shardings, replicated
-from cpt_jax.typecheck import check_field_types
+from cpt_jax.typecheck import Bound, between, check_field_types
 
 Array = jax.Array
+
+
+# exp(tau) multiplies cosines in float32: beyond +-20 the softmax is one-hot or flat.
+_LOG_SCALE = between(-20.0, 20.0, "a log-temperature: logits = cos * exp(tau), e.g. log(100) = 4.6")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +41,10 @@ class TemperatureConfig:
     minimum: float = 0.0
     maximum: float = math.log(100.0)
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {"init": _LOG_SCALE, "minimum": _LOG_SCALE, "maximum": _LOG_SCALE}
+
     def __post_init__(self) -> None:
-        check_field_types(self)
+        check_field_types(self)  # types, then the BOUNDS above
         if not self.minimum <= self.init <= self.maximum:
             raise ValueError(
                 f"TemperatureConfig.init={self.init:.4f} must lie in [minimum={self.minimum:.4f}, "

@@ -114,7 +114,7 @@ def test_errors(config, tokenizer: Tokenizer, tmp_path):
         pipeline.Batches(config, tokenizer, 0)
     with pytest.raises(ValueError, match=r"process_index=2 is outside \[0, 2\)"):
         pipeline.Batches(config, tokenizer, 8, 2, 2)
-    with pytest.raises(ValueError, match=r"DataConfig.seed=-1 must be in \[0, 2\*\*32\)"):
+    with pytest.raises(ValueError, match=r"DataConfig.seed=-1 is out of range: must be in \[0, 2\*\*32 - 1\]"):
         pipeline.Batches(DataConfig(**{**vars(config), "seed": -1}), tokenizer, 8)
     with pytest.raises(ValueError, match=r"builders.prepare"):
         PreparedPairsSource(dataset="stdlib_text", data_dir=str(tmp_path)).build()

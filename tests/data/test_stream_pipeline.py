@@ -208,7 +208,7 @@ def test_layout_and_resume_errors():
         Batches(CONFIG, CharTokenizer(), 0, sources=_sources())
     with pytest.raises(ValueError, match=r"process_index=-1 is outside \[0, 2\)"):
         Batches(CONFIG, CharTokenizer(), G, -1, 2, sources=_sources())
-    with pytest.raises(ValueError, match=r"DataConfig.seed=4294967296 must be in \[0, 2\*\*32\)"):
+    with pytest.raises(ValueError, match=r"DataConfig.seed=4294967296 is out of range: must be in \[0, 2\*\*32 - 1\]"):
         Batches(dataclasses.replace(CONFIG, seed=2**32), CharTokenizer(), G, sources=_sources())
     with pytest.raises(ValueError, match="not divisible by DataConfig.stream_readers=4"):
         Batches(CONFIG, CharTokenizer(), 10, sources=_sources())

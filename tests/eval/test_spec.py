@@ -23,7 +23,7 @@ def test_frozen_lists_become_tuples_and_replace_revalidates(tmp_path):
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.split = "dev"  # type: ignore[misc]
     assert dataclasses.replace(spec, data_dir="elsewhere").data_dir == "elsewhere"
-    with pytest.raises(ValueError, match=r"EvalSpec\.chunk_size=0 must be >= 1"):
+    with pytest.raises(ValueError, match=r"EvalSpec\.chunk_size=0 is out of range: must be >= 1"):
         dataclasses.replace(spec, chunk_size=0)
 
 
@@ -42,10 +42,10 @@ def test_frozen_lists_become_tuples_and_replace_revalidates(tmp_path):
         ({"classification": ("/no/such",)}, ValueError, r"EvalSpec\.classification: /no/such is not a folder"),
         ({"classification": (1,)}, TypeError, r"EvalSpec\.classification holds \[1\]"),
         ({"baselines": "yes"}, TypeError, r"EvalSpec\.baselines='yes' has type str; expected bool"),
-        ({"batch_size": 0}, ValueError, r"EvalSpec\.batch_size=0 must be >= 1"),
+        ({"batch_size": 0}, ValueError, r"EvalSpec\.batch_size=0 is out of range: must be >= 1"),
         ({"batch_size": 8.0}, TypeError, r"EvalSpec\.batch_size=8\.0 has type float; expected int"),
-        ({"chunk_size": -1}, ValueError, r"EvalSpec\.chunk_size=-1 must be >= 1"),
-        ({"folds": 1}, ValueError, r"EvalSpec\.folds=1 must be >= 2"),
+        ({"chunk_size": -1}, ValueError, r"EvalSpec\.chunk_size=-1 is out of range: must be >= 1"),
+        ({"folds": 1}, ValueError, r"EvalSpec\.folds=1 is out of range: must be >= 2"),
         ({"folds": True}, TypeError, r"EvalSpec\.folds=True has type bool; expected int"),
     ],
 )

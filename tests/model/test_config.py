@@ -39,13 +39,13 @@ def test_enum_fields(field, value, choices):
 
 @pytest.mark.parametrize("field", ["vocab_size", "d_model", "num_layers", "num_heads", "d_mlp", "max_len"])
 def test_sizes_must_be_positive(field):
-    with pytest.raises(ValueError, match=rf"ModelConfig.{field} must be positive, got 0"):
+    with pytest.raises(ValueError, match=rf"ModelConfig.{field}=0 is out of range: must be >= 1"):
         ModelConfig(**{field: 0})
 
 
 @pytest.mark.parametrize("rate", [-0.1, 1.0])
 def test_dropout_range(rate):
-    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=rf"ModelConfig.dropout={rate} is out of range: must be in \[0.0, 1.0\)"):
         ModelConfig(dropout=rate)
 
 
@@ -69,16 +69,18 @@ def test_kv_heads():
     assert ModelConfig(num_heads=4).kv_heads == 4  # 0: one key/value head per query head
     assert ModelConfig(num_heads=4, num_kv_heads=2).kv_heads == 2
     assert ModelConfig(num_heads=4, num_kv_heads=1).kv_heads == 1
-    for bad, hint in ((3, 2), (8, 4), (-1, 1)):
+    for bad, hint in ((3, 2), (8, 4)):
         with pytest.raises(ValueError, match=rf"num_kv_heads={bad} must divide num_heads=4.*num_kv_heads={hint}"):
             ModelConfig(num_heads=4, num_kv_heads=bad)
+    with pytest.raises(ValueError, match=r"ModelConfig.num_kv_heads=-1 is out of range: must be >= 0 \(.*0 means num_heads"):
+        ModelConfig(num_heads=4, num_kv_heads=-1)
 
 
 def test_rope_needs_an_even_head_dim_and_a_positive_theta():
     assert ModelConfig(d_model=32, num_heads=4, position="rope").head_dim == 8
     with pytest.raises(ValueError, match=r"head_dim = d_model / num_heads = 9 is odd"):
         ModelConfig(d_model=36, num_heads=4, position="rope")
-    with pytest.raises(ValueError, match=r"rope_theta must be positive"):
+    with pytest.raises(ValueError, match=r"ModelConfig.rope_theta=0.0 is out of range: must be > 0.0"):
         ModelConfig(position="rope", rope_theta=0.0)
 
 
@@ -89,7 +91,7 @@ def test_post_norm_excludes_a_final_norm():
 
 
 def test_norm_epsilon_must_be_positive():
-    with pytest.raises(ValueError, match=r"layer_norm_eps must be positive, got 0"):
+    with pytest.raises(ValueError, match=r"ModelConfig.layer_norm_eps=0.0 is out of range: must be > 0.0"):
         ModelConfig(layer_norm_eps=0.0)
 
 
@@ -102,6 +104,6 @@ def test_new_fields_are_type_checked():
 
 @pytest.mark.parametrize("unroll", [0, -1])
 def test_scan_unroll_must_be_positive(unroll):
-    with pytest.raises(ValueError, match=rf"scan_unroll={unroll} must be at least 1"):
+    with pytest.raises(ValueError, match=rf"ModelConfig.scan_unroll={unroll} is out of range: must be >= 1 \(blocks per scan iteration"):
         ModelConfig(num_layers=2, scan_unroll=unroll)
     assert ModelConfig(num_layers=2, scan_unroll=6).scan_unroll == 6  # more than num_layers: all unrolled

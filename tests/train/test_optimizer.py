@@ -120,7 +120,7 @@ def test_clip_by_global_norm(norm, clip):
 def test_optimizer_config_validation():
     with pytest.raises(ValueError, match=r"decay='step'; choose one of \('cosine', 'linear', 'constant'\)"):
         OptimizerConfig(decay="step")
-    for bad in ({"learning_rate": 0.0}, {"warmup_steps": -1}, {"clip_norm": -1.0}):
-        with pytest.raises(ValueError, match="learning_rate > 0"):
-            OptimizerConfig(**bad)
+    for field, value, rule in (("learning_rate", 0.0, "> 0.0"), ("warmup_steps", -1, ">= 0"), ("clip_norm", -1.0, ">= 0.0")):
+        with pytest.raises(ValueError, match=rf"OptimizerConfig.{field}={value} is out of range: must be {rule} \("):
+            OptimizerConfig(**{field: value})
     assert dataclasses.replace(OptimizerConfig(), clip_norm=0.0).clip_norm == 0.0

@@ -47,6 +47,11 @@ DROP_RULES: dict[str, str] = {
     "malformed_json": "a JSONL line that is not a JSON object: skipped",
     "missing_field": "a JSONL object without a required field: skipped",
     "malformed_record": "a field of the wrong type (not a string, or not a list of strings): skipped",
+    # file discovery (files.expand_globs)
+    "symlink_loop": "a directory reached again on its own path while expanding a glob (a symlink loop): "
+    "not followed",
+    "duplicate_path": "a matched path whose real file (or, under **, real directory) was already matched "
+    "through another link or glob: kept once",
     # code (code_pairs.py)
     "unparsable_source": "a source file that does not parse (too many tree-sitter errors; for Python, "
     "any SyntaxError, null byte or nesting too deep): skipped",

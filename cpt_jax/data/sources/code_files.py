@@ -15,11 +15,12 @@ import functools
 import hashlib
 import os
 from collections.abc import Iterator
+from typing import ClassVar
 
 from cpt_jax.data.sources import code_languages, code_pairs, files
 from cpt_jax.data.sources.base import Record, RuleCounter, ShardedSource, as_str_tuple
 from cpt_jax.data.sources.code_languages import LANGUAGES
-from cpt_jax.typecheck import check_field_types
+from cpt_jax.typecheck import Bound, at_least, between, check_field_types
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -33,8 +34,14 @@ class CodeFilesSource:
     max_file_bytes: int = 1_000_000
     name: str = "code_files"
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "min_doc_words": at_least(1, "functions with shorter docstrings are skipped"),
+        "max_error_fraction": between(0.0, 1.0, "files with more of their bytes in parse errors are skipped"),
+        "max_file_bytes": at_least(1, "larger files are skipped"),
+    }
+
     def __post_init__(self) -> None:
-        check_field_types(self)
+        check_field_types(self)  # types, then the BOUNDS above
         object.__setattr__(self, "paths", as_str_tuple(self, "paths", self.paths))
         object.__setattr__(self, "languages", as_str_tuple(self, "languages", self.languages))
         if not self.paths:
@@ -44,12 +51,6 @@ class CodeFilesSource:
             raise ValueError(
                 f"CodeFilesSource.languages={self.languages!r}: unknown {unknown}; choose from {tuple(LANGUAGES)}."
             )
-        if self.min_doc_words < 1:
-            raise ValueError(f"CodeFilesSource.min_doc_words={self.min_doc_words} must be >= 1.")
-        if not 0.0 <= self.max_error_fraction <= 1.0:
-            raise ValueError(f"CodeFilesSource.max_error_fraction={self.max_error_fraction} must be in [0, 1].")
-        if self.max_file_bytes < 1:
-            raise ValueError(f"CodeFilesSource.max_file_bytes={self.max_file_bytes} must be >= 1.")
 
     def build(self) -> ShardedSource:
         """The source over the matched files of the selected languages."""

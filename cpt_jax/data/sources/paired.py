@@ -21,10 +21,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Iterator
+from typing import ClassVar
 
 from cpt_jax.data.sources import files
 from cpt_jax.data.sources.base import Record, RuleCounter, ShardedSource, as_str_tuple
-from cpt_jax.typecheck import check_field_types
+from cpt_jax.typecheck import Bound, at_least, check_field_types
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -38,15 +39,15 @@ class PairedJsonlSource:
     max_line_chars: int = 4_000_000  # longer lines are skipped
     name: str = "paired_jsonl"
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {"max_line_chars": at_least(1, "longer lines are skipped")}
+
     def __post_init__(self) -> None:
-        check_field_types(self)
+        check_field_types(self)  # types, then the BOUNDS above
         object.__setattr__(self, "paths", as_str_tuple(self, "paths", self.paths))
         if not self.paths:
             raise ValueError("PairedJsonlSource.paths is empty; give at least one glob.")
         if self.x_field == self.y_field:
             raise ValueError(f"PairedJsonlSource: x_field and y_field are both {self.x_field!r}; name two fields.")
-        if self.max_line_chars < 1:
-            raise ValueError(f"PairedJsonlSource.max_line_chars={self.max_line_chars} must be >= 1.")
 
     def build(self) -> ShardedSource:
         """The source over the files matched now (ValueError if a glob matches nothing)."""

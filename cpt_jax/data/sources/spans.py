@@ -39,9 +39,10 @@ import dataclasses
 import hashlib
 import re
 from collections.abc import Iterator
+from typing import ClassVar
 
 from cpt_jax.data.sources.base import Record, RuleCounter
-from cpt_jax.typecheck import check_field_types
+from cpt_jax.typecheck import SEED, Bound, at_least, between, check_field_types
 
 _WORD = re.compile(r"\s*\S+")  # a word with the whitespace before it
 _SPACE = re.compile(r"\s")
@@ -60,20 +61,24 @@ class SpanConfig:
     max_document_chars: int = 1_000_000
     layout: str = "words"  # "words" (adjacent word spans) or "paragraphs" (see the module docstring)
 
+    # Merged into the BOUNDS of the sources that inherit these fields (typecheck.declared_bounds).
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "min_span_words": at_least(1, "the shortest span, in words"),
+        "max_span_words": at_least(1, "the longest span, in words; at least min_span_words"),
+        "gap_words": at_least(0, "words skipped between spans; 0 for adjacent spans"),
+        "max_jaccard": between(0.0, 1.0, "pairs at or above this word-set Jaccard are dropped", lo_open=True),
+        "seed": SEED,
+        "max_document_chars": at_least(1, "longer documents are cut to this many characters"),
+    }
+
     def __post_init__(self) -> None:
-        check_field_types(self)
+        check_field_types(self)  # types, then the BOUNDS above
         name = type(self).__name__
-        if not 1 <= self.min_span_words <= self.max_span_words:
+        if self.min_span_words > self.max_span_words:
             raise ValueError(
                 f"{name}: need 1 <= min_span_words <= max_span_words, got "
                 f"{self.min_span_words} and {self.max_span_words}."
             )
-        if self.gap_words < 0:
-            raise ValueError(f"{name}.gap_words={self.gap_words} must be >= 0.")
-        if not 0.0 < self.max_jaccard <= 1.0:
-            raise ValueError(f"{name}.max_jaccard={self.max_jaccard} must be in (0, 1].")
-        if self.max_document_chars < 1:
-            raise ValueError(f"{name}.max_document_chars={self.max_document_chars} must be >= 1.")
         if self.layout not in ("words", "paragraphs"):
             raise ValueError(f"{name}.layout={self.layout!r} must be 'words' or 'paragraphs'.")
 

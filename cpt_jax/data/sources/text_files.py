@@ -26,10 +26,12 @@ import dataclasses
 import functools
 import itertools
 from collections.abc import Iterator
+from typing import ClassVar
 
 from cpt_jax.data.sources import files
 from cpt_jax.data.sources.base import Record, RuleCounter, ShardedSource, as_str_tuple
 from cpt_jax.data.sources.spans import SpanConfig, SpanPairer, span_pairs
+from cpt_jax.typecheck import Bound, at_least
 
 FORMATS = ("text", "markdown", "jsonl")
 DOCUMENTS = ("file", "blank_line")
@@ -48,8 +50,10 @@ class TextFilesSource(SpanConfig):
     max_line_chars: int = 4_000_000  # jsonl: longer lines are skipped
     name: str = "text_files"
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {"max_line_chars": at_least(1, "longer jsonl lines are skipped")}
+
     def __post_init__(self) -> None:
-        super().__post_init__()
+        super().__post_init__()  # types and BOUNDS (SpanConfig's and these)
         object.__setattr__(self, "paths", as_str_tuple(self, "paths", self.paths))
         if not self.paths:
             raise ValueError("TextFilesSource.paths is empty; give at least one glob.")
@@ -57,8 +61,6 @@ class TextFilesSource(SpanConfig):
             raise ValueError(f"TextFilesSource.format={self.format!r}; expected one of {FORMATS}.")
         if self.documents not in DOCUMENTS:
             raise ValueError(f"TextFilesSource.documents={self.documents!r}; expected one of {DOCUMENTS}.")
-        if self.max_line_chars < 1:
-            raise ValueError(f"TextFilesSource.max_line_chars={self.max_line_chars} must be >= 1.")
 
     def build(self) -> ShardedSource:
         """The source over the files matched now (ValueError if a glob matches nothing)."""

@@ -125,7 +125,8 @@ def test_chunked_feeding_equals_whole_document():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"min_span_words": 0}, "1 <= min_span_words"),
+        ({"min_span_words": 0}, r"SpanConfig.min_span_words=0 is out of range: must be >= 1"),
+        ({"min_span_words": 9, "max_span_words": 8}, "1 <= min_span_words <= max_span_words, got 9 and 8"),
         ({"gap_words": -1}, "gap_words=-1"),
         ({"max_jaccard": 0.0}, "max_jaccard=0.0"),
         ({"max_document_chars": 0}, "max_document_chars=0"),
