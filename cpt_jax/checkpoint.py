@@ -246,7 +246,7 @@ def _reader(run_dir: str) -> ocp.CheckpointManager:
             f"No checkpoint under {directory}; pass the output_dir of a training run "
             "(python -m cpt_jax.train writes one at the end)."
         )
-    options = ocp.CheckpointManagerOptions(create=False, read_only=True)
+    options = ocp.CheckpointManagerOptions(create=False)
     return ocp.CheckpointManager(directory, item_names=ITEMS, options=options)
 
 
