@@ -20,7 +20,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from cpt_jax import checkpoint
-from cpt_jax.data.tokenizer import RUN_DIR_NAME, Tokenizer, check_fingerprint, load_run_tokenizer
+from cpt_jax.data.tokenizer import RUN_DIR_NAME, Tokenizer, load_run_tokenizer
+from cpt_jax.data.tokenizer_files import check_fingerprint
 from cpt_jax.model import ModelConfig, embed, init_params
 
 SIDES = {"query": "x", "document": "y", "x": "x", "y": "y"}

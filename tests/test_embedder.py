@@ -10,7 +10,8 @@ import pytest
 from pydoc_data.topics import topics
 
 from cpt_jax import checkpoint
-from cpt_jax.data.tokenizer import RUN_DIR_NAME, Tokenizer, TokenizerIntegrityError, TokenizerMismatchError
+from cpt_jax.data.tokenizer import RUN_DIR_NAME, Tokenizer
+from cpt_jax.data.tokenizer_files import TokenizerIntegrityError, TokenizerMismatchError
 from cpt_jax.embedder import Embedder, bucket_lengths
 from cpt_jax.model import ModelConfig, embed
 from tests.helpers import write_run_dir

