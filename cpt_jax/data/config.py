@@ -7,6 +7,7 @@ accelerator benchmarks) loads nothing of the data stack (TensorFlow, grain, toke
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import ClassVar
 
 from cpt_jax.data import mixture
@@ -78,9 +79,24 @@ def check_process_slice(config: DataConfig, global_batch_size: int, process_inde
         raise ValueError(f"DataConfig.seed={config.seed} must be in [0, 2**32): the shuffles take a 32-bit seed.")
 
 
-def check_stream_layout(config: DataConfig, global_batch_size: int, process_count: int) -> None:
-    """Raises ValueError unless V divides the global batch and the process count divides V."""
-    readers = config.stream_readers
+def readers_for(config: DataConfig, process_count: int, random_access: Sequence[bool] | None = None) -> int:
+    """The number of virtual readers V the batcher uses: DataConfig.stream_readers; but with one
+    random-access source (e.g. the stdlib corpus), whose global batches are consecutive rows of its
+    global order whatever V is, one reader per process, so any batch the processes can split works.
+    random_access: per source, whether it is random access (default: the configs' RANDOM_ACCESS)."""
+    if random_access is None:
+        random_access = [getattr(s, "RANDOM_ACCESS", False) for s in config.sources]
+    return process_count if list(random_access) == [True] else config.stream_readers
+
+
+def check_stream_layout(config: DataConfig, global_batch_size: int, process_count: int,
+                        random_access: Sequence[bool] | None = None) -> None:
+    """Raises ValueError unless V (readers_for) divides the global batch and the process count divides V."""
+    readers = readers_for(config, process_count, random_access)
+    if global_batch_size % readers and readers != config.stream_readers:  # one reader per process
+        raise ValueError(
+            f"global batch {global_batch_size} is not divisible by the {process_count} processes; make it a multiple."
+        )
     if global_batch_size % readers:
         raise ValueError(
             f"global batch {global_batch_size} is not divisible by DataConfig.stream_readers={readers}; make the "

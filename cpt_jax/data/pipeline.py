@@ -31,7 +31,7 @@ import numpy as np
 
 from cpt_jax.batch import Negatives, PairBatch, padded_side
 from cpt_jax.data import mixture
-from cpt_jax.data.config import DataConfig, check_process_slice, check_stream_layout, require_sources
+from cpt_jax.data.config import DataConfig, check_process_slice, check_stream_layout, readers_for, require_sources
 from cpt_jax.data.prefetch import Prefetch
 from cpt_jax.data.sources.base import Record, Source, is_random_access
 from cpt_jax.data.sources.prepared_pairs import iter_records
@@ -82,20 +82,22 @@ class Batches:
         sources: Sequence[Source] | None = None,
     ) -> None:
         check_process_slice(config, global_batch_size, process_index, process_count)
-        check_stream_layout(config, global_batch_size, process_count)
         if sources is None:
             require_sources(config)
         self.config = config
         self.tokenizer = tokenizer
         self.sources = list(sources) if sources is not None else [c.build() for c in config.sources]
+        random_access = [is_random_access(s) for s in self.sources]
+        check_stream_layout(config, global_batch_size, process_count, random_access)
+        self.num_readers = readers_for(config, process_count, random_access)
         names = [s.name for s in self.sources]
         if len(set(names)) != len(names):
             raise ValueError(f"source names {names} repeat; give every source a distinct name.")
         self.weights = mixture.normalise(config.weights or (1.0,) * len(self.sources))
         if len(self.weights) != len(self.sources):
             raise ValueError(f"{len(config.weights)} weights for {len(self.sources)} sources; give one per source.")
-        self.rows_per_reader = global_batch_size // config.stream_readers
-        per_process = config.stream_readers // process_count
+        self.rows_per_reader = global_batch_size // self.num_readers
+        per_process = self.num_readers // process_count
         self.reader_ids = range(process_index * per_process, (process_index + 1) * per_process)
         # Random-access sources: records; streaming sources: shards. Checked again on resume.
         self.sizes = {s.name: len(s) if is_random_access(s) else len(s.shards()) for s in self.sources}
@@ -151,7 +153,7 @@ class Batches:
             elif src.name in readers:
                 per_source.append([r.take(count) for r in readers[src.name]])
             else:  # the local readers' slices are contiguous in the global stream: fetch them at once
-                first = self.config.stream_readers * done + self.reader_ids[0] * count
+                first = self.num_readers * done + self.reader_ids[0] * count
                 rows = src.fetch(self._orders[src.name].rows(first, first + count * len(self.reader_ids)))
                 per_source.append([rows[i * count : (i + 1) * count] for i in range(len(self.reader_ids))])
         return [r for i in range(len(self.reader_ids)) for part in per_source for r in part[i]]

@@ -15,11 +15,12 @@ from cpt_jax.typecheck import Bound, at_least, check_field_types
 DEFAULT_DATA_DIR = "outputs/tfds"
 
 
-def pair_datasets() -> tuple[str, ...]:
-    """The prepared pair datasets a pair task can name (imports TFDS, hence not at import time)."""
+def pair_datasets(every: bool = False) -> tuple[str, ...]:
+    """The default pair tasks (the stdlib datasets), or with `every` all the built-in prepared pair
+    datasets a task can name (imports TFDS, hence not at import time)."""
     from cpt_jax.data import builders
 
-    return tuple(builders.DATASETS)
+    return tuple(builders.BUILT_IN if every else builders.DATASETS)
 
 
 def _as_tuple(spec: EvalSpec, name: str) -> tuple[str, ...]:
@@ -94,7 +95,7 @@ class EvalSpec:
     def _check_tasks(self) -> None:
         if not self.tasks:
             return
-        known = pair_datasets()
+        known = pair_datasets(every=True)
         unknown = [t for t in self.tasks if t not in known]
         if unknown:
             raise ValueError(

@@ -4,6 +4,8 @@ epoch, multi-host determinism, resumption (old checkpoints without a stream posi
 from __future__ import annotations
 
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -124,3 +126,17 @@ def test_errors(config, tokenizer: Tokenizer, tmp_path):
         PreparedPairsSource(dataset="stdlib_text", data_dir=config.sources[0].data_dir, split="validation[:0]").build()
     with pytest.raises(ValueError, match="needs a dataset and a data_dir"):
         PreparedPairsSource(dataset="stdlib_text", data_dir="")
+
+
+def test_one_random_access_source_takes_any_batch_the_processes_split(config, tokenizer: Tokenizer):
+    """Its global batches are consecutive rows of its order whatever DataConfig.stream_readers is, so
+    the batcher reads it with one reader per process: a batch of 6 works with 16 readers configured,
+    and global batch s is still rows [6s, 6s + 6) of the order, on 1 or 2 processes."""
+    wide = dataclasses.replace(config, stream_readers=16)
+    records = list(pipeline.iter_split_texts("stdlib_text", "validation[:80]", config.sources[0].data_dir))
+    stream = _stream(config, len(records))
+    expected, _ = tokenizer.encode([records[stream[2 * 6 + i]]["x"] for i in range(6)], "x", 24)
+    for count in (1, 2):
+        np.testing.assert_array_equal(_global_batch(wide, tokenizer, 6, count, 2)["x_tokens"], expected)
+    with pytest.raises(ValueError, match="global batch 6 is not divisible by the 4 processes"):
+        pipeline.Batches(wide, tokenizer, 6, 0, 4)

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from cpt_jax import checkpoint
 from cpt_jax.data import builders
 from cpt_jax.data.pipeline import iter_training_texts
 from cpt_jax.data.tokenizer import Tokenizer
@@ -161,17 +162,22 @@ def test_corrupted_latest_checkpoint_is_reported_and_the_previous_one_used(share
     _assert_close(_losses(out), reference, range(21, STEPS + 1), rtol=0)  # same mesh and program: bitwise
 
 
-def test_sigterm_saves_at_the_current_step_exits_cleanly_and_resumes(shared, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_sigterm_saves_at_the_current_step_exits_cleanly_and_resumes(shared, tmp_path, signum):
+    """SIGTERM, and Ctrl-C (SIGINT) alike: a checkpoint after the step in flight, exit 0, and a
+    rerun resumes there; the saved step passes its integrity check (its manifest is written)."""
     out = tmp_path / "term"
     flags = _flags(shared, out, steps=100_000, every=100_000)
     proc = subprocess.Popen([sys.executable, "-m", "cpt_jax.train", *flags], cwd=REPO, env=_env(1),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     _wait_for_step(out, 5, proc)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     stdout, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, stdout[-3000:]
     saved = int(stdout.split("preempted: saved a checkpoint at step ")[1].split(";")[0])
     assert saved >= 5 and os.path.isdir(out / "checkpoints" / str(saved))
+    checkpoint.verify(str(out / "checkpoints" / str(saved)))  # its manifest exists and matches
+    assert os.path.exists(out / "checkpoints" / str(saved) / checkpoint.MANIFEST_FILE)
     resumed = _train(_flags(shared, out, steps=saved + 2, every=100_000), devices=1)
     assert f"restored checkpoint at step {saved}" in resumed.stdout
     assert max(_losses(out)) == saved + 2

@@ -74,6 +74,13 @@ DROP_RULES: dict[str, str] = {
     "unencodable_text": "text not encodable as UTF-8 (a lone surrogate): pair dropped (builders)",
     "text_too_long": "x or y over the character limit: pair dropped (builders)",
     "duplicate_key": "an example key already used in the split: pair dropped (builders)",
+    # the site builders (site_corpus.py, site_dedup.py)
+    "package_file_cap": "a file of a top-level package beyond the per-package file cap (the first files in "
+    "sorted path order are kept): skipped",
+    "cross_split_duplicate": "a train pair with a side equal (whitespace-normalised) to a side of a validation "
+    "or test pair: dropped from train",
+    "cross_split_near_duplicate": "a train pair with a side near-identical (word 5-gram Jaccard at the limit) to "
+    "a side of a validation or test pair: dropped from train",
 }
 
 

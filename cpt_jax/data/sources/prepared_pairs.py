@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 from cpt_jax.data.sources.base import DropStats, Record
 from cpt_jax.typecheck import check_field_types
@@ -28,6 +29,8 @@ _READ_BATCH = 256  # records fetched per call when reading in order
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PreparedPairsSource:
     """The `split` of prepared TFDS pair dataset `dataset` under `data_dir`."""
+
+    RANDOM_ACCESS: ClassVar[bool] = True  # build() gives a random-access source (data/config.readers_for)
 
     dataset: str  # e.g. "stdlib_code"
     data_dir: str  # where the dataset is (or, for a built-in one, will be) prepared
@@ -48,7 +51,7 @@ class PreparedPairsSource:
         """Builds the dataset under data_dir if it is a built-in one that is not built yet."""
         from cpt_jax.data import builders
 
-        if self.dataset in builders.DATASETS:
+        if self.dataset in builders.BUILT_IN:
             builders.prepare(self.dataset, self.data_dir)
 
     def build(self) -> PreparedPairs:
@@ -111,7 +114,7 @@ def open_split(dataset: str, split: str, data_dir: str) -> Sequence[dict]:
     if not builder.is_prepared():
         fix = (
             f"build it with cpt_jax.data.builders.prepare({dataset!r}, {data_dir!r})"
-            if dataset in builders.DATASETS
+            if dataset in builders.BUILT_IN
             else "prepare it there first (this source never downloads)"
         )
         raise ValueError(f"Dataset {dataset!r} is not prepared under {data_dir!r}; {fix}.")
