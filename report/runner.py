@@ -155,15 +155,21 @@ def seconds_per_step(metrics: list[dict[str, float]]) -> float | None:
 
 
 def train_examples(run_dir: str) -> int:
-    """Pairs in the training split the run drew its batches from (from its checkpoint's data config)."""
+    """Pairs in the prepared training splits the run drew its batches from (its checkpoint's data
+    config: the PreparedPairsSource entries of DataConfig.sources; a run from before the one data
+    path recorded dataset / split / data_dir at the top)."""
     import tensorflow_datasets as tfds  # deferred: only the report's summary needs it
 
     from cpt_jax import checkpoint
 
     _, meta = checkpoint.read_meta(os.path.join(REPO_ROOT, run_dir))
     data = meta["data_config"]
-    builder = tfds.builder(data["dataset"], data_dir=os.path.join(REPO_ROOT, data["data_dir"]))
-    return int(builder.info.splits[data["split"]].num_examples)
+    prepared = [s for s in data.get("sources", ()) if isinstance(s, dict) and "dataset" in s] or [data]
+    total = 0
+    for source in prepared:
+        builder = tfds.builder(source["dataset"], data_dir=os.path.join(REPO_ROOT, source["data_dir"]))
+        total += int(builder.info.splits[source["split"]].num_examples)
+    return total
 
 
 def _call(argv: list[str], log_path: str) -> float:

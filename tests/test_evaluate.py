@@ -158,6 +158,7 @@ VERBS = {
     "cpt_jax/embed.py": "cpt_jax.cli.embed",
     "cpt_jax/export.py": "cpt_jax.cli.export",
     "cpt_jax/model/describe.py": "cpt_jax.cli.describe",
+    "cpt_jax/train/__main__.py": "cpt_jax.cli.train",
 }
 
 

@@ -327,3 +327,30 @@ def test_quick_report_end_to_end(tmp_path):
     again = subprocess.run(command, cwd=runner.REPO_ROOT, env=env, check=True, capture_output=True, text=True)
     assert "training" not in again.stdout.replace("reusing the finished training", "")
     assert "of the 8 trainings were reused" in (out / "RESULTS.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "data_config",
+    [
+        {"sources": [{"dataset": "stdlib_code", "split": "train", "data_dir": "outputs/tfds", "name": "stdlib_code"}]},
+        {"dataset": "stdlib_code", "split": "train", "data_dir": "outputs/tfds"},  # a run from before the one data path
+    ],
+    ids=["sources", "older-run"],
+)
+def test_train_examples_reads_the_prepared_split_of_the_run(monkeypatch, data_config):
+    import types
+
+    import tensorflow_datasets as tfds
+
+    from cpt_jax import checkpoint
+
+    seen = []
+
+    def builder(name, data_dir):
+        seen.append((name, data_dir))
+        return types.SimpleNamespace(info=types.SimpleNamespace(splits={"train": types.SimpleNamespace(num_examples=4891)}))
+
+    monkeypatch.setattr(tfds, "builder", builder)
+    monkeypatch.setattr(checkpoint, "read_meta", lambda run_dir: (400, {"data_config": data_config}))
+    assert runner.train_examples("outputs/tiny_code") == 4891
+    assert seen == [("stdlib_code", os.path.join(runner.REPO_ROOT, "outputs/tfds"))]
