@@ -20,6 +20,7 @@ from typing import NoReturn
 
 TRACEBACK_ENV = "CPT_JAX_TRACEBACK"
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+DISK_FULL_TEXT = ("No space left on device", "os_error_code='28'")
 
 
 def causes(error: BaseException) -> Iterator[BaseException]:
@@ -34,10 +35,12 @@ def causes(error: BaseException) -> Iterator[BaseException]:
 def describe(error: BaseException) -> tuple[str, bool]:
     """(one-paragraph message, whether the commands expect this kind of error)."""
     for e in causes(error):
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            where = f" while writing {e.filename}" if e.filename else ""
-            return (f"no space left on the device{where} ({e}). Free space, or point the output elsewhere, and rerun: "
-                    "a training run resumes from its last complete checkpoint.", True)
+        full = isinstance(e, OSError) and e.errno == errno.ENOSPC
+        if full or any(mark in str(e) for mark in DISK_FULL_TEXT):  # TensorStore (Orbax) says it in words
+            where = f" while writing {e.filename}" if isinstance(e, OSError) and e.filename else ""
+            detail = str(e) if len(str(e)) <= 300 else str(e)[:300] + " ..."
+            return (f"no space left on the device{where} ({detail}). Free space, or point the output elsewhere, and "
+                    "rerun: a training run resumes from its last complete checkpoint.", True)
     if isinstance(error, KeyboardInterrupt):
         return "interrupted.", True
     if isinstance(error, (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError,

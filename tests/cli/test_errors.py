@@ -46,6 +46,13 @@ def test_a_full_disk_anywhere_in_the_chain_is_named_with_the_fix():
     assert "Free space" in message and "resumes from its last complete checkpoint" in message
 
 
+def test_a_full_disk_reported_in_words_by_orbax_is_named_too():
+    error = ValueError("RESOURCE_EXHAUSTED: Error writing \"x/0.0\" in OCDBT database at local file \"/runs/x/\": "
+                       "Failed writing: \"/runs/x/d\": No space left on device [os_error_code='28']")
+    message, expected = errors.describe(error)
+    assert expected and message.startswith("no space left on the device (RESOURCE_EXHAUSTED")
+
+
 def test_a_bug_keeps_its_traceback_and_the_exit_code_is_1():
     proc = _run("return 1 // 0")
     assert proc.returncode == 1
