@@ -27,9 +27,8 @@ from cpt_jax.parallel import runtime
 from cpt_jax.train.config import TrainConfig, validate
 from cpt_jax.train.metrics import MetricsWriter
 from cpt_jax.train.position import DataPosition, log_fingerprint, write_data_stats
-from cpt_jax.train.optimizer import make_optimizer
 from cpt_jax.train.preemption import PreemptionGuard
-from cpt_jax.train.restore import check_overrides, run_meta
+from cpt_jax.train.restore import check_overrides
 from cpt_jax.train.run import Run, build_run, prepare_tokenizer, with_pretrained_shape
 
 OPERATIVE_CONFIG_FILE = "config.gin"
@@ -53,9 +52,7 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
         init_params = None
         if config.init_from and not ckpt.all_steps():
             init_params = pretrained.encoder_params(config.init_from, config.model, tokenizer)
-        tx = make_optimizer(config.optimizer, config.num_steps)
-        meta_now = run_meta(config, tx, tokenizer.fingerprint())
-        run = build_run(config, checkpointer=ckpt, init_params=init_params, meta_now=meta_now)
+        run = build_run(config, checkpointer=ckpt, init_params=init_params, tokenizer_sha256=tokenizer.fingerprint())
         data = run.open_data(tokenizer)
         start = run.start_step
         resume = data.resume_meta(ckpt.read_meta(start).get(STREAM_META_KEY) if start else None, start)
@@ -68,7 +65,7 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
         resources.callback(guard.close)
         # The configs were built before this call, so gin's operative config is already complete.
         static_meta = {
-            **meta_now,  # what the arrays mean: compared on every resume (train/restore.py)
+            **run.meta,  # what the arrays mean: compared on every resume (train/restore.py)
             "data_config": dataclasses.asdict(config.data),
             "operative_config": operative_config(),
         }

@@ -30,7 +30,7 @@ from cpt_jax.parallel.mesh import BATCH_AXES, batch_size_per_shard, make_mesh
 from cpt_jax.parallel.rules import Rules, batch_sharding, rules_from_config
 from cpt_jax.train.config import TrainConfig, validate
 from cpt_jax.train.optimizer import learning_rate, make_optimizer
-from cpt_jax.train.restore import restore_or_init
+from cpt_jax.train.restore import restore_or_init, run_meta
 from cpt_jax.train.state import TrainState, create_train_state, train_state_from_params
 from cpt_jax.train.step import StepContext, make_train_step
 
@@ -52,6 +52,7 @@ class Run:
     context: StepContext
     step: Step
     layout: Callable[[PairBatch], PairBatch]
+    meta: dict[str, Any] | None = None  # with a checkpointer: what its checkpoints record (restore.run_meta)
 
     @property
     def grad_cache_chunks(self) -> int:
@@ -88,12 +89,12 @@ def build_run(
     checkpointer: Checkpointer | None = None,
     init_params: Any = None,
     devices: list | None = None,
-    meta_now: dict[str, Any] | None = None,
+    tokenizer_sha256: str | None = None,
 ) -> Run:
     """The run of `config` on `devices` (default: all): restored from the latest readable
-    checkpoint of `checkpointer` when it has one (train/restore.py; meta_now: what this run's
-    checkpoints record, compared with the saved one's), else from `init_params` (a host encoder
-    tree), else freshly initialised from TrainConfig.seed."""
+    checkpoint of `checkpointer` when it has one (train/restore.py: `Run.meta`, what this run's
+    checkpoints record about their arrays, is compared with the saved one's), else from
+    `init_params` (a host encoder tree), else freshly initialised from TrainConfig.seed."""
     validate(config, len(devices) if devices is not None else jax.device_count(), reads_data=False)
     mesh = make_mesh(config.mesh, devices)
     batch_size_per_shard(mesh, config.global_batch_size)
@@ -103,8 +104,10 @@ def build_run(
         chunks = config.global_batch_size // config.grad_cache_chunk_size
     rules = rules_from_config(config.sharding_rules)
     tx = make_optimizer(config.optimizer, config.num_steps)
+    meta = None
     if checkpointer is not None:
-        state, shardings = restore_or_init(config, checkpointer, tx, mesh, rules, init_params, meta_now)
+        meta = run_meta(config, tx, tokenizer_sha256)
+        state, shardings = restore_or_init(config, checkpointer, tx, mesh, rules, init_params, meta)
     elif init_params is not None:
         state, shardings = train_state_from_params(init_params, config.model, config.temperature, tx, mesh, rules)
     else:
@@ -112,7 +115,7 @@ def build_run(
     ctx = StepContext(config.model, config.temperature, tx, mesh, rules, config.seed, grad_cache_chunks=chunks)
     step = make_train_step(ctx, shardings, lambda s: learning_rate(config.optimizer, config.num_steps, s))
     layout = packer(mesh, chunks) if config.pack_sequences else (lambda local: local)
-    return Run(config, mesh, rules, tx, state, shardings, ctx, step, layout)
+    return Run(config, mesh, rules, tx, state, shardings, ctx, step, layout, meta)
 
 
 def packer(mesh: Mesh, chunks: int) -> BatchPacker:
