@@ -22,6 +22,7 @@ from jax.sharding import PartitionSpec as P
 from cpt_jax import checkpoint
 from cpt_jax.data.tokenizer import RUN_DIR_NAME, Tokenizer, load_run_tokenizer
 from cpt_jax.data.tokenizer_files import check_fingerprint
+from cpt_jax.interop import pretrained
 from cpt_jax.model import ModelConfig, embed, init_params
 
 SIDES = {"query": "x", "document": "y", "x": "x", "y": "y"}
@@ -91,6 +92,28 @@ class Embedder:
         }
         params = checkpoint.restore_params(run_dir, step, target)["encoder"]
         data = meta["data_config"]
+        return cls(model, params, tokenizer, {"x": data["max_len_x"], "y": data["max_len_y"]})
+
+    @classmethod
+    def pretrained_start(cls, run_dir: str, dtype: str | None = None) -> Embedder | None:
+        """The model a run started from (its TrainConfig.init_from) as the run imported it: the
+        weights of its checkpoint 0, rebuilt from the pretrained directory with the run's tokenizer,
+        so the run need not keep checkpoint 0. None for a run that did not start from one (or was
+        written before checkpoints recorded ``init_from``)."""
+        _, meta = checkpoint.read_meta(run_dir, None)
+        source = meta.get("init_from")
+        if not source:
+            return None
+        model_dir = pretrained.resolve(source)
+        if not os.path.isdir(model_dir):
+            raise FileNotFoundError(
+                f"{run_dir} started from {source!r}, which is not a directory here ({model_dir}); install or copy "
+                "that model to score the start, or leave the start out (evaluate --no_baselines)."
+            )
+        model = ModelConfig(**{**meta["model_config"], **({"dtype": dtype} if dtype else {})})
+        tokenizer = load_run_tokenizer(run_dir)
+        data = meta["data_config"]
+        params = pretrained.encoder_params(model_dir, model, tokenizer)
         return cls(model, params, tokenizer, {"x": data["max_len_x"], "y": data["max_len_y"]})
 
     @classmethod

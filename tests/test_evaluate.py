@@ -40,10 +40,17 @@ class FakeEmbedder(HashEncoder):
     def random_init(cls, model, tokenizer, max_len, seed: int = 0) -> FakeEmbedder:
         return cls("random")
 
+    started_from: str | None = None  # what the fake run's meta names as its init_from
+
+    @classmethod
+    def pretrained_start(cls, run_dir: str, dtype: str | None = None) -> FakeEmbedder | None:
+        return cls("start") if cls.started_from else None
+
 
 @pytest.fixture
 def folders(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "Embedder", FakeEmbedder)
+    monkeypatch.setattr(FakeEmbedder, "started_from", None)
     beir, classification = write_toy_folders(str(tmp_path))
     run = tmp_path / "run"
     run.mkdir()
@@ -73,6 +80,7 @@ def test_parse_args_defaults_and_lists(tmp_path):
         (["--batch_size", "0"], "EvalSpec.batch_size=0 is out of range: must be >= 1"),
         (["--folds", "1"], "EvalSpec.folds=1 is out of range: must be >= 2"),
         (["--tasks", "stdlib_cod"], "EvalSpec.tasks: unknown pair dataset(s) ['stdlib_cod']"),
+        (["--max_pairs", "0"], "EvalSpec.max_pairs=0 is out of range: must be >= 1"),
     ],
 )
 def test_parse_args_errors_name_the_field(argv, message, capsys):
@@ -151,6 +159,37 @@ def test_pair_tasks_read_the_runs_data_dir_unless_given(folders, monkeypatch):
     assert list(systems) == ["cpt-jax (trained)", "random init"] and spec.data_dir == "run/tfds"
     args, spec = cli.parse_args(["--checkpoint", run, "--tasks", "stdlib_code", "--data_dir", "mine"])
     assert cli.build_systems(args, spec)[1].data_dir == "mine"
+
+
+def test_a_run_from_a_pretrained_model_is_scored_beside_its_start(folders, monkeypatch):
+    """The start (init_from as imported) sits between the trained model and the baselines; not for
+    --step 0 (that checkpoint is the start) nor --no_baselines."""
+    run, beir, cls_dir = folders
+    monkeypatch.setattr(FakeEmbedder, "started_from", "pkg://some_model/model")
+    cli.main(["--checkpoint", run, "--tasks", "none", "--beir", beir, "--classification", cls_dir])
+    beir_scores, cls_scores = json.loads(open(os.path.join(run, "eval_test.json")).read()).values()
+    assert list(beir_scores) == ["cpt-jax (trained)", "pretrained start", "random init", "BM25"]
+    assert list(cls_scores) == ["cpt-jax (trained)", "pretrained start", "random init", "bag of words (TF-IDF)"]
+    cli.main(["--checkpoint", run, "--step", "0", "--tasks", "none", "--beir", beir])
+    assert list(next(iter(json.loads(open(os.path.join(run, "eval_test_step0.json")).read()).values()))) == [
+        "cpt-jax (trained)", "random init", "BM25"]
+
+
+def test_max_pairs_scores_the_first_pairs_of_the_split(folders, monkeypatch):
+    run, _, _ = folders
+    seen = []
+
+    def fake_load(dataset, split, data_dir, limit=None):
+        seen.append((dataset, split, limit))
+        raise StopIteration  # enough: the limit reached the loader
+
+    monkeypatch.setattr("cpt_jax.eval.suite.load_pair_task", fake_load)
+    monkeypatch.setattr("cpt_jax.eval.suite.builders.prepare", lambda dataset, data_dir: None)
+    args, spec = cli.parse_args(["--checkpoint", run, "--tasks", "stdlib_code", "--max_pairs", "50"])
+    assert spec.max_pairs == 50 and cli.parse_args(["--checkpoint", run])[1].max_pairs is None
+    with pytest.raises(StopIteration):
+        cli.main(["--checkpoint", run, "--tasks", "stdlib_code", "--max_pairs", "50", "--data_dir", "d"])
+    assert seen == [("stdlib_code", "test", 50)]
 
 
 VERBS = {

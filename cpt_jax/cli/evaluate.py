@@ -1,8 +1,10 @@
 """python -m cpt_jax.evaluate --checkpoint RUN_DIR — held-out search metrics beside baselines.
 
 Pair tasks (default: code search on stdlib_code, text search on stdlib_text; ``--tasks none``
-skips them) score the trained encoder, the same architecture at random initialisation, and
-BM25 by exact search over the whole held-out corpus. ``--beir DIR[,DIR...]`` adds BEIR-format
+skips them) score the trained encoder, the model it started from (a run with
+TrainConfig.init_from: the pretrained model as imported, i.e. its checkpoint 0), the same
+architecture at random initialisation, and BM25 by exact search over the whole held-out corpus
+(``--max_pairs N``: over the split's first N pairs, a fixed sample). ``--beir DIR[,DIR...]`` adds BEIR-format
 folders (nDCG@10, MRR@10, Recall@100; trained, random init, BM25) and ``--classification
 DIR[,DIR...]`` folders of {"text", "label"} JSONL (linear-probe accuracy and macro-F1; trained,
 random init, and a TF-IDF bag of words fitted on the folder's train.jsonl). Prints a table and
@@ -31,7 +33,7 @@ from cpt_jax.embedder import Embedder
 from cpt_jax.eval.common import Encoder
 from cpt_jax.eval.sentence_transformer import SentenceTransformerEncoder
 from cpt_jax.eval.spec import DEFAULT_DATA_DIR, EvalSpec, pair_datasets
-from cpt_jax.eval.suite import RANDOM, SENTENCE_TRANSFORMER, TRAINED, evaluate, format_table
+from cpt_jax.eval.suite import RANDOM, SENTENCE_TRANSFORMER, START, TRAINED, evaluate, format_table
 from cpt_jax.model.config import DTYPES
 from cpt_jax.parallel import runtime
 
@@ -60,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="held-out split of the pair tasks and BEIR qrels (default: test)")
     p.add_argument("--data_dir", default=None, help="TFDS data dir (default: the run's, else outputs/tfds)")
     p.add_argument("--no_baselines", action="store_true", help="skip random init, BM25 and the bag of words")
+    p.add_argument("--max_pairs", type=int, default=None,
+                   help="score each pair task on its split's first N pairs, a fixed sample (default: all)")
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--dtype", default=None, choices=DTYPES, help="compute dtype of --checkpoint (default: the run's)")
     p.add_argument("--chunk_size", type=int, default=10_000, help="BEIR documents encoded and searched per step")
@@ -79,6 +83,7 @@ def spec_from_args(args: argparse.Namespace) -> EvalSpec:
         batch_size=args.batch_size,
         chunk_size=args.chunk_size,
         folds=args.folds,
+        max_pairs=args.max_pairs,
     )
 
 
@@ -114,6 +119,10 @@ def build_systems(args: argparse.Namespace, spec: EvalSpec) -> tuple[dict[str, E
         return {SENTENCE_TRANSFORMER: SentenceTransformerEncoder(args.sentence_transformer)}, spec
     systems: dict[str, Encoder] = {}
     trained = systems[TRAINED] = Embedder.load(args.checkpoint, args.step, args.dtype)
+    if spec.baselines and args.step != 0:
+        start = Embedder.pretrained_start(args.checkpoint, args.dtype)
+        if start is not None:
+            systems[START] = start
     if spec.baselines:
         systems[RANDOM] = Embedder.random_init(trained.model, trained.tokenizer, trained.max_len)
     if spec.tasks and not args.data_dir:

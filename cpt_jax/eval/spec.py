@@ -53,6 +53,9 @@ class EvalSpec:
     batch_size:     texts per encode call.
     chunk_size:     BEIR documents encoded and searched per step (bounds memory).
     folds:          classification cross-validation folds for C when a folder has no dev.jsonl.
+    max_pairs:      score each pair task on the first N pairs of its split (None: all of them). A
+                    prepared split is stored in a fixed hash order of its keys, so its first N pairs
+                    are a deterministic sample across its packages, the same for every system.
     """
 
     tasks: tuple[str, ...] = dataclasses.field(default_factory=pair_datasets)
@@ -64,11 +67,13 @@ class EvalSpec:
     batch_size: int = 128
     chunk_size: int = 10_000
     folds: int = 5
+    max_pairs: int | None = None
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
         "batch_size": at_least(1, "texts per encode call"),
         "chunk_size": at_least(1, "BEIR documents encoded and searched per step"),
         "folds": at_least(2, "cross-validation needs at least two folds"),
+        "max_pairs": at_least(1, "pairs scored per pair task; None for the whole split"),
     }
 
     def __post_init__(self) -> None:

@@ -24,6 +24,7 @@ Results = dict[str, dict[str, dict[str, float]]]  # {task: {system: {metric: val
 
 # System names, as they appear in results and tables (the README and RESULTS.md quote them).
 TRAINED, RANDOM, BM25 = "cpt-jax (trained)", "random init", "BM25"
+START = "pretrained start"  # the model a run was initialised from, as imported (its checkpoint 0)
 BAG_OF_WORDS = "bag of words (TF-IDF)"
 SENTENCE_TRANSFORMER = "sentence-transformers"
 
@@ -42,7 +43,7 @@ def evaluate_pair_tasks(systems: Mapping[str, Encoder], spec: EvalSpec) -> Resul
     results: Results = {}
     for dataset in spec.tasks:
         builders.prepare(dataset, spec.data_dir)
-        task = load_pair_task(dataset, spec.split, spec.data_dir)
+        task = load_pair_task(dataset, spec.split, spec.data_dir, limit=spec.max_pairs)
         scores = {name: score_dense(task, encoder, spec.batch_size) for name, encoder in systems.items()}
         if spec.baselines:
             scores[BM25] = score_bm25(task)

@@ -37,6 +37,7 @@ OPERATIVE_CONFIG_FILE = "config.gin"
 def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "") -> dict[str, float]:
     """Runs (or resumes) training to config.num_steps; returns the last logged metrics."""
     t_train = time.perf_counter()
+    init_from = config.init_from  # as configured (pkg:// kept), for the checkpoints' meta
     config = with_pretrained_shape(config)  # the pretrained shape replaces ModelConfig's before any check
     validate(config, jax.device_count())
     check_overrides(config.resume_overrides)
@@ -68,6 +69,7 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
             **run.meta,  # what the arrays mean: compared on every resume (train/restore.py)
             "data_config": dataclasses.asdict(config.data),
             "operative_config": operative_config(),
+            **({"init_from": init_from} if init_from else {}),  # evaluate scores the start beside the run
         }
         if writer:
             atomic.write_text(os.path.join(config.output_dir, OPERATIVE_CONFIG_FILE), static_meta["operative_config"])

@@ -35,7 +35,7 @@ def pair_task(monkeypatch):
     calls = []
     monkeypatch.setattr(suite.builders, "prepare", lambda name, data_dir: calls.append(("prepare", name, data_dir)))
     monkeypatch.setattr(
-        suite, "load_pair_task", lambda name, split, data_dir: calls.append((name, split, data_dir)) or task
+        suite, "load_pair_task", lambda name, split, data_dir, limit=None: calls.append((name, split, data_dir)) or task
     )
     return calls
 

@@ -16,6 +16,7 @@ from cpt_jax.data import builders
 from cpt_jax.data.config import DataConfig
 from cpt_jax.data.sources import PreparedPairsSource
 from cpt_jax.data.tokenizer import Tokenizer, load_run_tokenizer
+from cpt_jax.embedder import Embedder
 from cpt_jax.interop import pretrained
 from cpt_jax.model import ModelConfig, init_params
 from cpt_jax.parallel.mesh import MeshConfig
@@ -81,6 +82,24 @@ def test_import_is_checkpoint_zero_and_training_continues_sharded(gpt2_dir, tmp_
     for side in ("x", "y"):  # delimiter rows start as the model's own <|endoftext|> row
         np.testing.assert_array_equal(table[tokenizer.sos_id(side)], table[end_of_text])
         np.testing.assert_array_equal(table[tokenizer.eos_id(side)], table[end_of_text])
+
+    # The checkpoints name their start; evaluate scores it from there even once checkpoint 0 is gone.
+    assert checkpoint.read_meta(str(tmp_path / "run"), None)[1]["init_from"] == gpt2_dir
+    start = Embedder.pretrained_start(str(tmp_path / "run"))
+    texts = ["def f(x): return x", "a short docstring"]
+    np.testing.assert_array_equal(start.encode(texts, "y"), Embedder.load(str(tmp_path / "run"), 0).encode(texts, "y"))
+    assert not np.allclose(start.encode(texts, "y"), Embedder.load(str(tmp_path / "run")).encode(texts, "y"))
+
+
+def test_a_run_from_random_weights_has_no_start(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint, "read_meta", lambda run_dir, step: (3, {"model_config": {}}))
+    assert Embedder.pretrained_start(str(tmp_path)) is None
+
+
+def test_a_start_that_is_gone_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint, "read_meta", lambda run_dir, step: (3, {"init_from": str(tmp_path / "gone")}))
+    with pytest.raises(FileNotFoundError, match="started from .*gone.*not a directory here"):
+        Embedder.pretrained_start(str(tmp_path))
 
 
 def test_shape_bindings_conflicting_with_the_checkpoint_are_errors(gpt2_dir):

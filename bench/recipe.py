@@ -1,0 +1,133 @@
+"""The validation sweep that chose the main job's recipe (configs/experiments/minilm_cpt.gin).
+
+Every variant starts from all-MiniLM-L6-v2 and sees the same number of training pairs (the main
+job's budget on a 2-core CPU), then is scored on the *validation* splits of site_code and
+site_text (the test splits are never looked at here) by the evaluate CLI. The first variant is
+also scored with the baselines (the pretrained start, random init, BM25). Prints a markdown table;
+runs live under --out and a finished variant (its eval JSON exists) is not trained again.
+
+    python bench/recipe.py --out outputs/recipe
+    python bench/recipe.py --out outputs/recipe --only b64_lr1e-4,b256_gc64 --pairs 4096
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import header  # noqa: E402
+
+BASE = "configs/experiments/minilm_cpt.gin"
+TASKS = ("site_code", "site_text")
+
+# name -> (global batch, GradCache chunk (0: plain step), learning rate, extra gin bindings)
+VARIANTS: dict[str, tuple[int, int, float, tuple[str, ...]]] = {
+    "b32_lr5e-5": (32, 0, 5e-5, ()),
+    "b64_lr5e-5": (64, 0, 5e-5, ()),
+    "b64_lr1e-4": (64, 0, 1e-4, ()),
+    "b64_lr2e-4": (64, 0, 2e-4, ()),
+    "b256_gc64_lr1e-4": (256, 64, 1e-4, ()),
+    "b512_gc64_lr2e-4": (512, 64, 2e-4, ()),
+    "b64_lr1e-4_mix1:1": (64, 0, 1e-4, ("DataConfig.weights=(1, 1)",)),
+    "b64_lr1e-4_len48/96": (64, 0, 1e-4, ("DataConfig.max_len_x=48", "DataConfig.max_len_y=96")),
+}
+
+
+def _run(cmd: list[str], log: str) -> float:
+    """Runs cmd (output to log); its wall seconds. Raises with the log's tail on failure."""
+    t = time.perf_counter()
+    with open(log, "w") as f:
+        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if rc:
+        with open(log) as f:
+            tail = f.read()[-3000:]
+        raise RuntimeError(f"{' '.join(cmd)} failed ({rc}):\n{tail}")
+    return time.perf_counter() - t
+
+
+def train_and_score(name: str, out: str, pairs: int, max_pairs: int, baselines: bool) -> dict:
+    """Trains one variant (unless done) and scores it on validation; its row."""
+    batch, chunk, lr, extra = VARIANTS[name]
+    run_dir = os.path.join(out, name.replace("/", "_").replace(":", "_"))
+    result_path = os.path.join(run_dir, "eval_validation.json")
+    timing_path = os.path.join(run_dir, "sweep_timing.json")
+    if not os.path.exists(result_path):
+        steps = max(1, pairs // batch)
+        bindings = [
+            f"TrainConfig.output_dir='{run_dir}'", f"TrainConfig.num_steps={steps}",
+            f"TrainConfig.global_batch_size={batch}", f"TrainConfig.grad_cache_chunk_size={chunk}",
+            f"OptimizerConfig.learning_rate={lr}", f"OptimizerConfig.warmup_steps={max(1, steps // 10)}",
+            f"TrainConfig.log_every={max(1, steps // 8)}", f"TrainConfig.checkpoint_every={steps}",
+            *extra,
+        ]
+        os.makedirs(run_dir, exist_ok=True)
+        train_s = _run([sys.executable, "-m", "cpt_jax.train", f"--gin_file={BASE}",
+                        *(f"--gin.{b}" for b in bindings)], os.path.join(run_dir, "train.log"))
+        evaluate = [sys.executable, "-m", "cpt_jax.evaluate", "--checkpoint", run_dir, "--split", "validation",
+                    "--tasks", ",".join(TASKS), "--max_pairs", str(max_pairs), "--output", result_path]
+        eval_s = _run(evaluate + ([] if baselines else ["--no_baselines"]), os.path.join(run_dir, "eval.log"))
+        with open(timing_path, "w") as f:
+            json.dump({"steps": steps, "train_s": train_s, "eval_s": eval_s}, f)
+    with open(result_path) as f:
+        results = json.load(f)
+    with open(timing_path) as f:
+        timing = json.load(f)
+    return {"results": results, "batch": batch, "chunk": chunk, "lr": lr, "extra": extra, **timing}
+
+
+def _task(results: dict, dataset: str) -> dict:
+    return next(v for k, v in results.items() if k.startswith(f"{dataset}/"))
+
+
+def table(rows: dict[str, dict]) -> str:
+    """Markdown: one row per variant (then the baselines of the first), validation metrics."""
+    head = ("| variant | batch | GradCache chunk | steps | lr | train s | code MRR | code nDCG@10 | text MRR "
+            "| text nDCG@10 | mean nDCG@10 |")
+    lines = [head, "|" + " --- |" * 2 + " ---: |" * 9]
+
+    def cells(code: dict, text: dict) -> str:
+        mean = (code["ndcg@10"] + text["ndcg@10"]) / 2
+        return f"{code['mrr']:.4f} | {code['ndcg@10']:.4f} | {text['mrr']:.4f} | {text['ndcg@10']:.4f} | {mean:.4f}"
+
+    for name, row in rows.items():
+        code, text = (_task(row["results"], d)["cpt-jax (trained)"] for d in TASKS)
+        lines.append(f"| {name} | {row['batch']} | {row['chunk'] or '-'} | {row['steps']} | {row['lr']:g} "
+                     f"| {row['train_s']:.0f} | {cells(code, text)} |")
+    first = next(iter(rows.values()))["results"]
+    for system in ("pretrained start", "random init", "BM25"):
+        scores = [_task(first, d).get(system) for d in TASKS]
+        if all(scores):
+            lines.append(f"| {system} | | | | | | {cells(*scores)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="outputs/recipe")
+    p.add_argument("--only", default="", help="comma-separated variant names (default: all)")
+    p.add_argument("--pairs", type=int, default=4096, help="training pairs every variant sees")
+    p.add_argument("--max_pairs", type=int, default=1000, help="validation pairs scored per task")
+    args = p.parse_args()
+    names = [n for n in args.only.split(",") if n] or list(VARIANTS)
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        p.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    print(header(f"{BASE}, {args.pairs} training pairs per variant, validation splits ({args.max_pairs} pairs each)"))
+    rows = {}
+    for name in names:
+        try:
+            rows[name] = train_and_score(name, args.out, args.pairs, args.max_pairs, baselines=not rows)
+        except RuntimeError as e:  # one broken variant does not cost the others
+            print(f"FAILED {name}: {e}", flush=True)
+            continue
+        print(f"done {name}: train {rows[name]['train_s']:.0f}s, eval {rows[name]['eval_s']:.0f}s", flush=True)
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
