@@ -25,8 +25,11 @@ from typing import Any
 
 import psutil
 
-from report import analysis, markdown, plots, probe_data
-from report.experiments import FULL, QUICK, experiments
+from cpt_jax.data import probe_tasks
+from cpt_jax.data.probe_tasks import CLASSIFICATION_TASKS, STDLIB_PACKAGES
+from cpt_jax.eval.spec import DEFAULT_DATA_DIR
+from report import analysis, markdown, plots
+from report.experiments import FULL, QUICK, Sizes, experiments
 from report.runner import REPO_ROOT, Runner, display_path, train_examples
 
 PACKAGES = (
@@ -84,6 +87,17 @@ def git_state() -> dict[str, Any] | None:
     return {"commit": commit, "dirty": bool(status)}
 
 
+def probe_task(sizes: Sizes, out_dir: str) -> tuple[str, dict[str, Any]]:
+    """The evaluations' ``--classification`` value and the task's stats. The built-in task at its
+    own sizes (FULL) is named, as the README's command names it, and built where the evaluate CLI
+    builds it (under the runs' data dir, outputs/tfds); other sizes (QUICK) get a folder under out_dir."""
+    if sizes.probe == CLASSIFICATION_TASKS[STDLIB_PACKAGES]:
+        folder = probe_tasks.task_dir(os.path.join(REPO_ROOT, DEFAULT_DATA_DIR), STDLIB_PACKAGES)
+        return STDLIB_PACKAGES, probe_tasks.ensure_task(folder, sizes.probe)
+    folder = os.path.join(out_dir, "probe", STDLIB_PACKAGES)
+    return folder, probe_tasks.ensure_task(folder, sizes.probe)
+
+
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     start, load_start = time.perf_counter(), os.getloadavg()
@@ -100,10 +114,8 @@ def main(argv: list[str]) -> None:
     os.makedirs(folder, exist_ok=True)
     log = lambda line: print(f"[report {time.perf_counter() - start:6.0f}s] {line}", flush=True)  # noqa: E731
 
-    probe_dir, probe_stats = probe_data.write_task(
-        os.path.join(out_dir, "probe"), sizes.probe_classes, sizes.probe_max_train, sizes.probe_max_held_out
-    )
-    runner = Runner(out_dir, probe_dir, log)
+    probe, probe_stats = probe_task(sizes, out_dir)
+    runner = Runner(out_dir, probe, log)
     plan = experiments(sizes)
     by_experiment = {exp.key: [runner.execute(run) for run in exp.runs] for exp in plan}
     batch = by_experiment["batch_size"]

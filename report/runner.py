@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cpt_jax.cli.flags import binding_value
+from cpt_jax.data.probe_tasks import CLASSIFICATION_TASKS
 from report.experiments import Eval, Run
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout holding report/
@@ -43,11 +44,12 @@ def display_path(path: str) -> str:
 
 
 class Runner:
-    """Trains and evaluates runs under ``out_dir``; ``log`` receives one line per step taken."""
+    """Trains and evaluates runs under ``out_dir``; ``log`` receives one line per step taken.
+    ``probe``: the ``--classification`` of evaluations with the probe, a built-in task's name or a folder."""
 
-    def __init__(self, out_dir: str, probe_dir: str, log: Callable[[str], None] = print) -> None:
+    def __init__(self, out_dir: str, probe: str, log: Callable[[str], None] = print) -> None:
         self.out_dir = display_path(out_dir)
-        self.probe_dir = display_path(probe_dir)
+        self.probe = probe if probe in CLASSIFICATION_TASKS else display_path(probe)
         self.log = log
 
     def run_dir(self, run: Run) -> str:
@@ -66,8 +68,10 @@ class Runner:
         argv = ["python", "-m", "cpt_jax.evaluate", "--checkpoint", self.run_dir(run), "--tasks", ",".join(evaluation.tasks)]
         if evaluation.step is not None:
             argv += ["--step", str(evaluation.step)]
+        if evaluation.max_pairs is not None:
+            argv += ["--max_pairs", str(evaluation.max_pairs)]
         if evaluation.classification:
-            argv += ["--classification", self.probe_dir]
+            argv += ["--classification", self.probe]
         if not evaluation.baselines:
             argv.append("--no_baselines")
         return argv + ["--output", self.eval_path(run, evaluation)]

@@ -18,6 +18,7 @@ import pytest
 
 from cpt_jax.cli.flags import CONFIGURABLES
 from cpt_jax.data.config import DataConfig
+from cpt_jax.data.probe_tasks import StdlibPackages
 from cpt_jax.data.sources.spans import SpanConfig
 from cpt_jax.eval.spec import EvalSpec
 from cpt_jax.model import ModelConfig
@@ -33,7 +34,10 @@ def _unwrapped(configurable: type) -> type:
     return getattr(sys.modules[configurable.__module__], configurable.__qualname__)
 
 
-CLASSES = {**{name: _unwrapped(c) for name, c in CONFIGURABLES.items()}, "EvalSpec": EvalSpec, "SpanConfig": SpanConfig}
+CLASSES = {
+    **{name: _unwrapped(c) for name, c in CONFIGURABLES.items()},
+    "EvalSpec": EvalSpec, "SpanConfig": SpanConfig, "StdlibPackages": StdlibPackages,
+}
 
 # The smallest valid arguments of each class (those without defaults, and any default that would
 # read more than the config: EvalSpec's default tasks import TFDS to list the datasets).
@@ -54,6 +58,7 @@ REQUIRED: dict[str, dict] = {
     "PreparedPairsSource": {"dataset": "stdlib_code", "data_dir": "/tmp/unused"},
     "EvalSpec": {"tasks": (), "beir": (HERE,)},
     "SpanConfig": {},
+    "StdlibPackages": {},
 }
 
 # Numeric fields deliberately left without a range, each with the reason. Empty: every int and

@@ -69,6 +69,12 @@ def test_parse_args_defaults_and_lists(tmp_path):
         ["--checkpoint", "r", "--tasks=none", f"--classification={tmp_path}", "--chunk_size=7", "--no_baselines"]
     )
     assert spec.chunk_size == 7 and spec.classification == (str(tmp_path),) and not spec.baselines
+    args, spec = cli.parse_args(  # the README's main command
+        ["--checkpoint", "outputs/minilm_cpt", "--tasks", "site_code,site_text", "--max_pairs", "1000",
+         "--classification", "stdlib_packages"]
+    )
+    assert spec.tasks == ("site_code", "site_text") and spec.max_pairs == 1000
+    assert spec.classification == ("stdlib_packages",)
 
 
 @pytest.mark.parametrize(
@@ -81,6 +87,7 @@ def test_parse_args_defaults_and_lists(tmp_path):
         (["--folds", "1"], "EvalSpec.folds=1 is out of range: must be >= 2"),
         (["--tasks", "stdlib_cod"], "EvalSpec.tasks: unknown pair dataset(s) ['stdlib_cod']"),
         (["--max_pairs", "0"], "EvalSpec.max_pairs=0 is out of range: must be >= 1"),
+        (["--classification", "stdlib_pkgs"], "is neither an existing folder nor a built-in task"),
     ],
 )
 def test_parse_args_errors_name_the_field(argv, message, capsys):

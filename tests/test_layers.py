@@ -2,10 +2,11 @@
 
 Every module of cpt_jax belongs to one layer of LAYERS (longest module-prefix match). A module
 may import only modules of lower layers and of its own entry; entries of one layer are siblings
-that do not import each other. FORBIDDEN adds edges that the ranks alone would allow. The module
-graph has no cycles. Imports inside `if __name__ == "__main__":` are entry-point code (the
-`python -m cpt_jax.<verb>` files call cpt_jax.cli from there) and do not count; imports inside
-functions do.
+that do not import each other, except that an entry nested in another of its rank (e.g.
+cpt_jax.data.probe_tasks in cpt_jax.data) is part of it and may import it, never the reverse.
+FORBIDDEN adds edges that the ranks alone would allow. The module graph has no cycles. Imports
+inside `if __name__ == "__main__":` are entry-point code (the `python -m cpt_jax.<verb>` files
+call cpt_jax.cli from there) and do not count; imports inside functions do.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ LAYERS: tuple[tuple[int, str], ...] = (
     (1, "cpt_jax.loss"),
     (1, "cpt_jax.parallel"),
     (2, "cpt_jax.data"),
+    (2, "cpt_jax.data.probe_tasks"),  # evaluation data built from the stdlib: the training data path never needs it
     (3, "cpt_jax.checkpoint"),
     (3, "cpt_jax.interop"),
     (4, "cpt_jax.train"),
@@ -123,8 +125,8 @@ def violations(graph: Mapping[str, set[str]]) -> list[str]:
         rank, entry = layer_of(module)
         for target in sorted(targets):
             target_rank, target_entry = layer_of(target)
-            if target_entry == entry or _within(module, target_entry) and target_rank > rank:
-                continue  # its own entry, or the package __init__ it lives under (import machinery)
+            if target_entry == entry or _within(module, target_entry) and target_rank >= rank:
+                continue  # its own entry, the package __init__ it lives under, or the entry it is nested in
             if target_rank > rank or (target_rank == rank and target_entry != entry):
                 out.append(f"{module} (layer {rank}, {entry}) imports {target} (layer {target_rank}, {target_entry})")
         for source, forbidden in FORBIDDEN:
@@ -190,10 +192,14 @@ def test_the_checks_catch_what_they_are_for(tmp_path):
     (pkg / "loss.py").write_text("from cpt_jax import parallel\n")  # sibling, as a module
     (pkg / "parallel.py").write_text("")
     (pkg / "data" / "d.py").write_text("if __name__ == '__main__':\n    from cpt_jax.cli import main\n")
+    (pkg / "data" / "probe_tasks.py").write_text("from cpt_jax.data import d\n")  # nested entry -> its parent
+    (pkg / "data" / "e.py").write_text("from cpt_jax.data import probe_tasks\n")  # parent -> nested entry
     graph = import_graph(module_files(str(tmp_path)))
     found = "\n".join(violations(graph))
     assert "cpt_jax.model.a (layer 1, cpt_jax.model) imports cpt_jax.data.b" in found
     assert "cpt_jax.loss (layer 1, cpt_jax.loss) imports cpt_jax.parallel" in found
     assert "cpt_jax.eval.c imports cpt_jax.model.a: cpt_jax.eval must not import cpt_jax.model" in found
     assert "cpt_jax.data.d" not in found and graph["cpt_jax.data.d"] == set()
+    assert "cpt_jax.data.probe_tasks (layer 2, cpt_jax.data.probe_tasks) imports" not in found
+    assert "cpt_jax.data.e (layer 2, cpt_jax.data) imports cpt_jax.data.probe_tasks" in found
     assert ["cpt_jax.data.b", "cpt_jax.model.a", "cpt_jax.data.b"] in cycles(graph)

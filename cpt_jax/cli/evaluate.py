@@ -5,12 +5,17 @@ skips them) score the trained encoder, the model it started from (a run with
 TrainConfig.init_from: the pretrained model as imported, i.e. its checkpoint 0), the same
 architecture at random initialisation, and BM25 by exact search over the whole held-out corpus
 (``--max_pairs N``: over the split's first N pairs, a fixed sample). ``--beir DIR[,DIR...]`` adds BEIR-format
-folders (nDCG@10, MRR@10, Recall@100; trained, random init, BM25) and ``--classification
-DIR[,DIR...]`` folders of {"text", "label"} JSONL (linear-probe accuracy and macro-F1; trained,
-random init, and a TF-IDF bag of words fitted on the folder's train.jsonl). Prints a table and
+folders (nDCG@10, MRR@10, Recall@100; the same systems and BM25) and ``--classification
+TASK[,TASK...]`` linear probes (accuracy and macro-F1; the same systems and a TF-IDF bag of words
+fitted on the task's train.jsonl), each a folder of {"text", "label"} JSONL or the name of a
+built-in task: ``stdlib_packages`` (a stdlib function's top-level package from its docstring),
+built once under <data_dir>/classification/ (cpt_jax/data/probe_tasks.py). Prints a table and
 writes <RUN_DIR>/eval_<split>.json (eval_<split>_step<N>.json for an explicit --step, and
 eval_<split>_<dtype>.json for an explicit --dtype, e.g. --dtype bfloat16 to score the run as it
-encodes in bfloat16).
+encodes in bfloat16). The main job (configs/experiments/minilm_cpt.gin) is scored with
+
+    python -m cpt_jax.evaluate --checkpoint outputs/minilm_cpt --tasks site_code,site_text \
+        --max_pairs 1000 --classification stdlib_packages
 
 ``--sentence_transformer DIR`` evaluates a sentence-transformers model directory instead of a
 run (an exported run reproduces the run's numbers; a published model gives a reference row),
@@ -29,6 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cpt_jax import checkpoint
+from cpt_jax.data.probe_tasks import CLASSIFICATION_TASKS
 from cpt_jax.embedder import Embedder
 from cpt_jax.eval.common import Encoder
 from cpt_jax.eval.sentence_transformer import SentenceTransformerEncoder
@@ -58,9 +64,18 @@ def _parser() -> argparse.ArgumentParser:
         "--tasks", default=",".join(pair_datasets()), help="comma-separated pair datasets; '' or 'none' for none"
     )
     p.add_argument("--beir", default="", help="comma-separated BEIR-format folders")
-    p.add_argument("--classification", default="", help="comma-separated folders with train/test(/dev).jsonl")
+    p.add_argument(
+        "--classification",
+        default="",
+        help="comma-separated linear-probe tasks: folders with train/test(/dev).jsonl of {text, label}, or built-in "
+        f"task names ({', '.join(CLASSIFICATION_TASKS)}; built once under <data_dir>/classification/)",
+    )
     p.add_argument("--split", default="test", help="held-out split of the pair tasks and BEIR qrels (default: test)")
-    p.add_argument("--data_dir", default=None, help="TFDS data dir (default: the run's, else outputs/tfds)")
+    p.add_argument(
+        "--data_dir",
+        default=None,
+        help="TFDS data dir, also of the built-in classification tasks (default: the run's, else outputs/tfds)",
+    )
     p.add_argument("--no_baselines", action="store_true", help="skip random init, BM25 and the bag of words")
     p.add_argument("--max_pairs", type=int, default=None,
                    help="score each pair task on its split's first N pairs, a fixed sample (default: all)")

@@ -13,4 +13,6 @@ TensorFlow):
 * ``pipeline``: ``DataConfig`` and ``Batches``, the one batcher of every source (prepared TFDS
   splits included, as ``PreparedPairsSource``): multi-host deterministic, exactly resumable.
 * ``fingerprint``: order-free batch fingerprints and the run comparison CLI.
+* ``probe_tasks``: built-in linear-probe tasks for evaluation (``stdlib_packages``), built once
+  under ``<data_dir>/classification/``.
 """

@@ -1,4 +1,4 @@
-"""What an evaluation scores: the pair tasks, BEIR folders and classification folders, and how.
+"""What an evaluation scores: the pair tasks, BEIR folders and classification tasks, and how.
 
 `EvalSpec` is frozen and checked when built: each bad field raises an error that names the
 field (``EvalSpec.<field>=<value>``) and what to pass instead, so a CLI can show it as is.
@@ -7,9 +7,11 @@ field (``EvalSpec.<field>=<value>``) and what to pass instead, so a CLI can show
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from typing import ClassVar
 
+from cpt_jax.data.probe_tasks import CLASSIFICATION_TASKS
 from cpt_jax.typecheck import Bound, at_least, check_field_types
 
 DEFAULT_DATA_DIR = "outputs/tfds"
@@ -48,7 +50,10 @@ class EvalSpec:
     data_dir:       the TFDS data dir holding (or to prepare) the pair datasets.
     split:          the held-out split of the pair tasks and the BEIR qrels file.
     beir:           BEIR-format folders (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
-    classification: folders with train.jsonl, test.jsonl (and dev.jsonl) of {"text", "label"}.
+    classification: folders with train.jsonl, test.jsonl (and dev.jsonl) of {"text", "label"}, or
+                    names of built-in tasks (cpt_jax.data.probe_tasks.CLASSIFICATION_TASKS, e.g.
+                    "stdlib_packages"), built once under <data_dir>/classification/<name>/. A
+                    built-in name always means the built-in task (write ./NAME for a folder of it).
     baselines:      add BM25 (pair tasks, BEIR) and a TF-IDF bag of words (classification).
     batch_size:     texts per encode call.
     chunk_size:     BEIR documents encoded and searched per step (bounds memory).
@@ -86,16 +91,24 @@ class EvalSpec:
         if not (self.tasks or self.beir or self.classification):
             raise ValueError(
                 "EvalSpec: nothing to evaluate; tasks, beir and classification are all empty. "
-                "Name at least one pair dataset, BEIR folder or classification folder."
+                "Name at least one pair dataset, BEIR folder, or classification folder or task."
             )
         self._check_folders()
         self._check_tasks()
 
     def _check_folders(self) -> None:
-        for name in ("beir", "classification"):
-            for folder in getattr(self, name):
-                if not os.path.isdir(folder):
-                    raise ValueError(f"EvalSpec.{name}: {folder} is not a folder; pass an existing directory.")
+        for folder in self.beir:
+            if not os.path.isdir(folder):
+                raise ValueError(f"EvalSpec.beir: {folder} is not a folder; pass an existing directory.")
+        built_in = tuple(CLASSIFICATION_TASKS)
+        for entry in self.classification:
+            if entry not in built_in and not os.path.isdir(entry):
+                close = difflib.get_close_matches(entry, built_in, n=1)
+                raise ValueError(
+                    f"EvalSpec.classification: {entry} is neither an existing folder nor a built-in task; pass "
+                    f"a folder with train.jsonl and test.jsonl (and dev.jsonl) of {{\"text\", \"label\"}}, or one "
+                    f"of the built-in tasks {built_in}." + (f" Did you mean {close[0]!r}?" if close else "")
+                )
 
     def _check_tasks(self) -> None:
         if not self.tasks:

@@ -1,7 +1,7 @@
-"""Score named encoders under one EvalSpec: pair tasks, BEIR folders, classification folders.
+"""Score named encoders under one EvalSpec: pair tasks, BEIR folders, classification tasks.
 
 Every system is an :class:`cpt_jax.eval.common.Encoder`; the baselines (BM25 for pair tasks
-and BEIR, a TF-IDF bag of words fitted on each classification folder's train.jsonl) are added
+and BEIR, a TF-IDF bag of words fitted on each classification task's train.jsonl) are added
 here when ``spec.baselines``. Results are ``{task: {system: {metric: value}}}`` in a fixed
 order (pair tasks, then BEIR, then classification; the given systems, then the baseline), and
 :func:`format_table` prints them as the evaluate CLI does.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from cpt_jax.data import builders
+from cpt_jax.data import builders, probe_tasks
 from cpt_jax.eval.bag_of_words import TfidfEncoder
 from cpt_jax.eval.beir import evaluate_beir, evaluate_beir_bm25
 from cpt_jax.eval.classification import classification_files, evaluate_classification, read_labelled
@@ -67,11 +67,18 @@ def evaluate_beir_systems(systems: Mapping[str, Encoder], spec: EvalSpec) -> Res
     return results
 
 
+def classification_folder(entry: str, data_dir: str) -> str:
+    """The folder of one EvalSpec.classification entry: a built-in task's (built under data_dir
+    when missing, probe_tasks.prepare), else the entry itself."""
+    return probe_tasks.prepare(entry, data_dir) if entry in probe_tasks.CLASSIFICATION_TASKS else entry
+
+
 def evaluate_classification_systems(systems: Mapping[str, Encoder], spec: EvalSpec) -> Results:
-    """Linear-probe metrics of every system (and of TF-IDF vectors fitted on the folder's training
-    texts) on each folder, keyed "classification:<name> (N train, M test)"."""
+    """Linear-probe metrics of every system (and of TF-IDF vectors fitted on the task's training
+    texts) on each folder or built-in task, keyed "classification:<name> (N train, M test)"."""
     results: Results = {}
-    for folder in spec.classification:
+    for entry in spec.classification:
+        folder = classification_folder(entry, spec.data_dir)
         scores = {}
         folder_systems = dict(systems)
         if spec.baselines:

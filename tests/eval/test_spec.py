@@ -39,7 +39,11 @@ def test_frozen_lists_become_tuples_and_replace_revalidates(tmp_path):
         ({"split": " "}, ValueError, r"EvalSpec\.split=' ' is empty"),
         ({"beir": ("/no/such/folder",)}, ValueError, r"EvalSpec\.beir: /no/such/folder is not a folder"),
         ({"beir": "/tmp"}, TypeError, r"EvalSpec\.beir='/tmp' must be a tuple of strings, e.g\. beir=\('/tmp',\)"),
-        ({"classification": ("/no/such",)}, ValueError, r"EvalSpec\.classification: /no/such is not a folder"),
+        ({"classification": ("/no/such",)}, ValueError,
+         r"EvalSpec\.classification: /no/such is neither an existing folder nor a built-in task; pass a folder .*"
+         r"or one of the built-in tasks \('stdlib_packages',\)\.$"),
+        ({"classification": ("stdlib_package",)}, ValueError,
+         r"EvalSpec\.classification: stdlib_package is neither .* Did you mean 'stdlib_packages'\?"),
         ({"classification": (1,)}, TypeError, r"EvalSpec\.classification holds \[1\]"),
         ({"baselines": "yes"}, TypeError, r"EvalSpec\.baselines='yes' has type str; expected bool"),
         ({"batch_size": 0}, ValueError, r"EvalSpec\.batch_size=0 is out of range: must be >= 1"),
@@ -57,3 +61,10 @@ def test_each_bad_field_is_named(fields, error, message):
 def test_nothing_to_evaluate():
     with pytest.raises(ValueError, match=r"nothing to evaluate; tasks, beir and classification are all empty"):
         EvalSpec(tasks=())
+
+
+def test_classification_takes_folders_and_built_in_names(tmp_path):
+    """A built-in name is accepted before anything is built (the suite builds it under data_dir)."""
+    spec = EvalSpec(tasks=(), classification=("stdlib_packages", str(tmp_path)), data_dir=str(tmp_path / "tfds"))
+    assert spec.classification == ("stdlib_packages", str(tmp_path))
+    assert not (tmp_path / "tfds").exists()

@@ -65,6 +65,20 @@ def test_everything_in_order_with_baselines_last(folders, pair_task):
     assert set(cls_scores["a"]) == {"accuracy", "macro_f1", "best_c", "cv_accuracy"}
 
 
+def test_a_built_in_classification_task_is_prepared_under_the_data_dir(folders, monkeypatch, tmp_path):
+    """The entry "stdlib_packages" is built (here: a stand-in prepare) under spec.data_dir and keyed by its name."""
+    _, cls_dir = folders
+    named = tmp_path / "tfds" / "classification" / "stdlib_packages"
+    named.parent.mkdir(parents=True)
+    os.rename(cls_dir, named)
+    calls = []
+    monkeypatch.setattr(suite.probe_tasks, "prepare", lambda name, data_dir: calls.append((name, data_dir)) or str(named))
+    spec = EvalSpec(tasks=(), classification=("stdlib_packages",), data_dir=str(tmp_path / "tfds"))
+    results = suite.evaluate({"a": HashEncoder()}, spec)
+    assert calls == [("stdlib_packages", str(tmp_path / "tfds"))]
+    assert list(results) == ["classification:stdlib_packages (30 train, 10 test)"]
+
+
 def test_no_baselines_and_baselines_alone(folders):
     beir, cls_dir = folders
     spec = EvalSpec(tasks=(), beir=(beir,), classification=(cls_dir,), baselines=False, batch_size=8, chunk_size=4)

@@ -1,5 +1,7 @@
-"""The results report: experiment definitions, the runner's reuse rules, summaries, plots,
-the Markdown, the probe task, and (slow) `python -m report --quick` end to end."""
+"""The results report: experiment definitions, the runner's reuse rules, summaries, plots, the
+Markdown, and (slow) `python -m report --quick` end to end. The main line (the main job, its
+table and sentences) is tested in test_main_line.py; the probe task's own rules with the library
+(tests/data/test_probe_tasks.py)."""
 
 from __future__ import annotations
 
@@ -15,14 +17,18 @@ import gin
 import pytest
 
 from cpt_jax.cli import flags as config
+from cpt_jax.data import probe_tasks
 from cpt_jax.interop import pretrained
 from cpt_jax.model import ModelConfig
-from report import analysis, markdown, plots, probe_data, runner
-from report.experiments import FULL, MINILM, QUICK, Eval, Run, experiments
+from cpt_jax.train.config import validate
+from report import analysis, markdown, runner
+from report.experiments import FULL, MAIN_GIN, MINILM, QUICK, Eval, Run, Sizes, experiments
 from cpt_jax.train.metrics import format_duration
+from tests.report.fakes import CODE_KEY
 
-CODE_KEY, TEXT_KEY = "stdlib_code/test (314 queries, 314 docs)", "stdlib_text/test (185 queries, 185 docs)"
-PROBE_KEY = "classification:stdlib_packages (120 train, 40 test)"
+
+def _experiment(sizes: Sizes, key: str):
+    return next(exp for exp in experiments(sizes) if exp.key == key)
 
 
 @pytest.fixture
@@ -39,8 +45,9 @@ def test_the_report_is_in_the_checkout_not_the_installed_package():
     """report/ sits beside configs/ at the repository root, which it finds from its own location."""
     assert importlib.util.find_spec("cpt_jax.report") is None
     assert os.path.dirname(os.path.abspath(runner.__file__)) == os.path.join(runner.REPO_ROOT, "report")
-    for run in experiments(QUICK)[0].runs:
-        assert all(os.path.isfile(os.path.join(runner.REPO_ROOT, f)) for f in run.gin_files)
+    for exp in experiments(QUICK):
+        for run in exp.runs:
+            assert all(os.path.isfile(os.path.join(runner.REPO_ROOT, f)) for f in run.gin_files)
 
 
 # ---------------------------------------------------------------- experiment definitions
@@ -48,7 +55,8 @@ def test_the_report_is_in_the_checkout_not_the_installed_package():
 
 @pytest.mark.parametrize("sizes", [FULL, QUICK], ids=["full", "quick"])
 def test_every_run_builds_the_train_config_it_means(sizes, clean_gin, tmp_path):
-    """Each training command goes through the real gin edge and gives the intended TrainConfig."""
+    """Each training command goes through the real gin edge and gives the intended TrainConfig, one
+    that passes the checks training runs before it builds anything (on the report's one CPU device)."""
     run_names = []
     minilm = pretrained.model_config(pretrained.resolve(MINILM), ModelConfig())
     for exp in experiments(sizes):
@@ -59,6 +67,10 @@ def test_every_run_builds_the_train_config_it_means(sizes, clean_gin, tmp_path):
             assert config.parse_flags(argv[3:]) == []
             train = config.build("TrainConfig")
             assert train.output_dir == runner.display_path(str(tmp_path / run.name))
+            validate(train, num_devices=1)
+            if run.name == "main":
+                _check_main_run(run, train, sizes)
+                continue
             assert train.num_steps == dict(run.bindings)["TrainConfig.num_steps"]
             assert train.checkpoint_every == train.num_steps
             if train.grad_cache_chunk_size:
@@ -69,13 +81,29 @@ def test_every_run_builds_the_train_config_it_means(sizes, clean_gin, tmp_path):
             if run.name == "minilm_pretrained":
                 assert train.init_from == MINILM
             assert train.shared_delimiters == (run.name == "delimiters_shared")
-    assert len(run_names) == len(set(run_names))
-    batches = [dict(r.bindings)["TrainConfig.global_batch_size"] for r in experiments(sizes)[0].runs]
+    assert len(run_names) == len(set(run_names)) and run_names[0] == "main"
+    batches = [dict(r.bindings)["TrainConfig.global_batch_size"] for r in _experiment(sizes, "batch_size").runs]
     assert batches == list(sizes.batch_sizes) * 2
 
 
+def _check_main_run(run, train, sizes):
+    """FULL: the gin file alone (the README's main job, output_dir aside); QUICK: shortened."""
+    assert train.init_from == MINILM
+    assert [s.dataset for s in train.data.sources] == ["site_code", "site_text"]
+    gin.clear_config()
+    config.parse_flags([f"--gin_file={MAIN_GIN}"])
+    as_in_readme = config.build("TrainConfig")
+    if sizes is FULL:
+        assert run.bindings == ()
+        assert train == dataclasses.replace(as_in_readme, output_dir=train.output_dir)
+    else:
+        assert (train.num_steps, train.global_batch_size) == (QUICK.main_steps, QUICK.main_batch)
+        assert train.num_steps < as_in_readme.num_steps and train.global_batch_size < as_in_readme.global_batch_size
+
+
 def test_full_sizes_are_the_ones_the_issue_asks_for():
-    assert FULL.batch_sizes == (64, 512, 4096)
+    assert FULL.batch_sizes == (64, 512, 4096) and FULL.main_max_pairs == 1000 and FULL.main_steps is None
+    assert FULL.probe == probe_tasks.StdlibPackages(classes=15, max_train=150, max_held_out=50)
     assert all(b % FULL.grad_cache_chunk == 0 for b in FULL.batch_sizes if b > FULL.grad_cache_chunk)
     assert 0 < FULL.batch_warmup < FULL.batch_steps and 0 < FULL.delimiter_warmup < FULL.delimiter_steps
     assert QUICK.batch_steps < FULL.batch_steps and QUICK.init_steps < FULL.init_steps
@@ -166,71 +194,6 @@ def test_loss_stability_counts_rises():
     assert stats == {"final_loss": 2.0, "rises": 2.0, "largest_rise": 0.5, "skipped_steps": 1.0}
 
 
-def _metrics(steps: int, loss: float) -> list[dict[str, float]]:
-    return [
-        {"step": s, "loss": loss - 0.1 * s, "accuracy_xy": 0.02 * s, "accuracy_yx": 0.01 * s,
-         "temperature": 14.0 + 0.01 * s, "steps_per_s": 2.0, "skipped_steps": 0.0}
-        for s in range(1, steps + 1)
-    ]
-
-
-def _scores(value: float, baselines: bool) -> dict[str, dict[str, float]]:
-    out = {"cpt-jax (trained)": {"mrr": value, "ndcg@10": value + 0.01}}
-    if baselines:
-        out |= {"random init": {"mrr": 0.02, "ndcg@10": 0.03}, "BM25": {"mrr": 0.57, "ndcg@10": 0.62}}
-    return out
-
-
-def _record(run: Run, index: int, runner_: runner.Runner) -> dict:
-    """A record as Runner.execute returns it, with made-up but distinct numbers."""
-    evals = {}
-    for j, evaluation in enumerate(run.evals):
-        value = 0.1 + 0.01 * index + 0.001 * j
-        results = {CODE_KEY if evaluation.tasks == ("stdlib_code",) else TEXT_KEY: _scores(value, evaluation.baselines)}
-        if evaluation.classification:
-            probe = {"cpt-jax (trained)": {"accuracy": 0.3 + 0.01 * index + 0.001 * j, "macro_f1": 0.25}}
-            if evaluation.baselines:
-                probe |= {"random init": {"accuracy": 0.26, "macro_f1": 0.2},
-                          "bag of words (TF-IDF)": {"accuracy": 0.5, "macro_f1": 0.45}}
-            results[PROBE_KEY] = probe
-        evals[evaluation.name] = {"command": " ".join(runner_.eval_argv(run, evaluation)), "wall_s": 20.0 + j,
-                                  "reused": False, "results": results}
-    steps = dict(run.bindings)["TrainConfig.num_steps"]
-    return {
-        "name": run.name, "label": run.label, "model": run.model, "run_dir": runner_.run_dir(run),
-        "bindings": dict(run.bindings), "evals": evals, "metrics": _metrics(steps, 4.0 + index), "s_per_step": 0.5,
-        "train": {"command": " ".join(runner_.train_argv(run)), "wall_s": 60.0 + index, "reused": index == 0},
-    }
-
-
-@pytest.fixture
-def results(tmp_path) -> dict:
-    """A results dict as __main__ builds it, from made-up records of the QUICK plan."""
-    runner_ = runner.Runner(str(tmp_path / "runs"), str(tmp_path / "probe"))
-    plan = experiments(QUICK)
-    index = iter(range(100))
-    by_experiment = {exp.key: [_record(run, next(index), runner_) for run in exp.runs] for exp in plan}
-    stats = {"classes": ["a", "b", "c", "d"], "counts": {s: {"a": 10} for s in probe_data.SPLITS},
-             "seen_in_training_fraction": 0.75}
-    train_examples = {r["name"]: 4891 if r["name"].startswith("code") else 20 for r in by_experiment["batch_size"]}
-    summary = analysis.summarise(by_experiment, train_examples, stats)
-    folder = tmp_path / "results"
-    folder.mkdir()
-    plot_paths = {k: os.path.relpath(v, tmp_path) for k, v in plots.draw_all(by_experiment, summary, str(folder)).items()}
-    return {
-        "report": {"command": "python -m report --quick", "mode": "quick", "date": "2026-11-27 12:00 UTC",
-                   "wall_s": 754.0, "machine": {"cpus": 2, "processor": "cpu", "memory_gb": 24.0, "platform": "linux"},
-                   "load_average": {"start": [0.1, 0.2, 0.3], "end": [1.0, 1.1, 1.2]}, "versions": {"jax": "0.10.2"},
-                   "git": {"commit": "abc", "dirty": False}, "out_dir": "runs"},
-        "probe": stats,
-        "experiments": {exp.key: {"title": exp.title, "compares": exp.compares, "runs": [r.name for r in exp.runs]}
-                        for exp in plan},
-        "runs": {r["name"]: r for rs in by_experiment.values() for r in rs},
-        "summary": summary,
-        "plots": {**plot_paths, "json": "results/results.json"},
-    }
-
-
 def test_summaries_follow_the_numbers(results):
     batch = results["summary"]["batch_size"]
     assert [row["batch"] for row in batch["rows"]] == list(QUICK.batch_sizes)
@@ -241,6 +204,9 @@ def test_summaries_follow_the_numbers(results):
     probe = results["summary"]["probe"]["rows"]
     assert [r["system"] for r in probe].count("bag of words (TF-IDF)") == 1
     assert probe[0]["system"] == "bag of words (TF-IDF)"
+    names = [r["system"] for r in probe]
+    assert len(names) == len(set(names)) and "main job, pretrained start" in names
+    assert {"MiniLM architecture, random init", "MiniLM architecture, random init (MiniLM from scratch)"} <= set(names)
 
 
 def test_markdown_writes_every_number_from_the_results(results, tmp_path):
@@ -261,36 +227,7 @@ def test_markdown_writes_every_number_from_the_results(results, tmp_path):
         if key != "json":
             assert f"]({path})" in text
             assert (tmp_path / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "1 of the 8 trainings were reused" in text
-
-
-# ---------------------------------------------------------------- the probe task
-
-
-def _pairs() -> list[tuple[str, dict[str, str]]]:
-    """Package p<i> with files m0..m5 of 10 docstrings each, and a one-file package."""
-    pairs = [(f"p{i}.m{j}:{k}", {"x": f"doc {i} {j} {k}", "module": f"p{i}.m{j}"})
-             for i in range(3) for j in range(6) for k in range(10)]
-    return pairs + [(f"solo:{k}", {"x": "solo", "module": "solo"}) for k in range(40)]
-
-
-def test_probe_splits_are_disjoint_by_file_and_capped():
-    examples = probe_data.build_examples(_pairs(), classes=2, max_train=25, max_held_out=8)
-    modules = {split: {r["module"] for r in rows} for split, rows in examples.items()}
-    assert not (modules["train"] & modules["test"] or modules["train"] & modules["dev"] or modules["dev"] & modules["test"])
-    labels = {r["label"] for rows in examples.values() for r in rows}
-    assert labels == {"p0", "p1"}  # two classes kept; "solo" has one file and cannot be split
-    for split, cap in (("train", 25), ("dev", 8), ("test", 8)):
-        assert all(sum(r["label"] == c for r in examples[split]) <= cap for c in labels)
-    assert examples == probe_data.build_examples(_pairs(), classes=2, max_train=25, max_held_out=8)
-
-
-def test_split_files_never_gives_a_held_out_side_more_than_twice_its_share():
-    files = {f"m{j}": n for j, n in enumerate([50, 5, 5, 10, 20, 10])}
-    sides = probe_data.split_files(files)
-    for side, share in probe_data.HELD_OUT.items():
-        held = sum(n for f, n in files.items() if sides.get(f) == side)
-        assert 0 < held <= 2 * share * sum(files.values())
+    assert "1 of the 9 trainings were reused" in text
 
 
 # ---------------------------------------------------------------- end to end
@@ -317,6 +254,11 @@ def test_quick_report_end_to_end(tmp_path):
         scores = results["runs"][name]["evals"]["eval"]["results"]
         task = next(k for k in scores if k.startswith(("stdlib_code/test", "stdlib_text/test")))
         assert analysis.fmt(scores[task]["cpt-jax (trained)"]["mrr"]) in text
+    main = results["runs"]["main"]["evals"]["eval"]["results"]
+    code_task = next(k for k in main if k.startswith("site_code/test"))
+    assert list(main[code_task]) == ["cpt-jax (trained)", "pretrained start", "random init", "BM25"]
+    for row in results["summary"]["main"]["rows"].values():
+        assert analysis.fmt(row["code"]["mrr"]) in text and analysis.fmt(row["probe_accuracy"]) in text
     step0 = results["runs"]["minilm_pretrained"]["evals"]["eval_step0"]["results"]
     assert analysis.fmt(next(iter(step0.values()))["cpt-jax (trained)"]["mrr"]) in text
     for kind in ("separate", "shared"):
@@ -326,7 +268,7 @@ def test_quick_report_end_to_end(tmp_path):
     assert results["report"]["git"] == code  # the checkout the runs were trained from
     again = subprocess.run(command, cwd=runner.REPO_ROOT, env=env, check=True, capture_output=True, text=True)
     assert "training" not in again.stdout.replace("reusing the finished training", "")
-    assert "of the 8 trainings were reused" in (out / "RESULTS.md").read_text()
+    assert "of the 9 trainings were reused" in (out / "RESULTS.md").read_text()
 
 
 @pytest.mark.parametrize(
