@@ -35,6 +35,9 @@ VARIANTS: dict[str, tuple[int, int, float, tuple[str, ...]]] = {
     "b512_gc64_lr2e-4": (512, 64, 2e-4, ()),
     "b64_lr1e-4_mix1:1": (64, 0, 1e-4, ("DataConfig.weights=(1, 1)",)),
     "b64_lr1e-4_len48/96": (64, 0, 1e-4, ("DataConfig.max_len_x=48", "DataConfig.max_len_y=96")),
+    "b64_lr1e-4_len96/128": (64, 0, 1e-4, ("DataConfig.max_len_x=96", "DataConfig.max_len_y=128")),
+    "b64_lr1e-4_mix1:1_len96/128": (64, 0, 1e-4, ("DataConfig.weights=(1, 1)", "DataConfig.max_len_x=96",
+                                                  "DataConfig.max_len_y=128")),
 }
 
 
