@@ -38,6 +38,14 @@ VARIANTS: dict[str, tuple[int, int, float, tuple[str, ...]]] = {
     "b64_lr1e-4_len96/128": (64, 0, 1e-4, ("DataConfig.max_len_x=96", "DataConfig.max_len_y=128")),
     "b64_lr1e-4_mix1:1_len96/128": (64, 0, 1e-4, ("DataConfig.weights=(1, 1)", "DataConfig.max_len_x=96",
                                                   "DataConfig.max_len_y=128")),
+    "b256_gc64_lr1e-4_mix1:1_len128/128": (256, 64, 1e-4, ("DataConfig.weights=(1, 1)", "DataConfig.max_len_x=128",
+                                                         "DataConfig.max_len_y=128")),
+    "b256_gc64_lr1e-4_mix1:2_len128/128": (256, 64, 1e-4, ("DataConfig.weights=(1, 2)", "DataConfig.max_len_x=128",
+                                                         "DataConfig.max_len_y=128")),
+    "b256_gc64_lr1e-4_mix1:1_len256/256": (256, 64, 1e-4, ("DataConfig.weights=(1, 1)", "DataConfig.max_len_x=256",
+                                                         "DataConfig.max_len_y=256")),
+    "b1024_gc64_lr2e-4_mix1:1_len128/128": (1024, 64, 2e-4, ("DataConfig.weights=(1, 1)", "DataConfig.max_len_x=128",
+                                                           "DataConfig.max_len_y=128")),
 }
 
 
@@ -53,14 +61,15 @@ def _run(cmd: list[str], log: str) -> float:
     return time.perf_counter() - t
 
 
-def train_and_score(name: str, out: str, pairs: int, max_pairs: int, baselines: bool) -> dict:
-    """Trains one variant (unless done) and scores it on validation; its row."""
+def train_and_score(name: str, out: str, pairs: int, max_pairs: int, max_len: int | None, baselines: bool) -> dict:
+    """Trains one variant (unless done), scores it on validation (unless done); its row."""
     batch, chunk, lr, extra = VARIANTS[name]
     run_dir = os.path.join(out, name.replace("/", "_").replace(":", "_"))
-    result_path = os.path.join(run_dir, "eval_validation.json")
+    suffix = f"_len{max_len}" if max_len else ""
+    result_path = os.path.join(run_dir, f"eval_validation{suffix}.json")
     timing_path = os.path.join(run_dir, "sweep_timing.json")
-    if not os.path.exists(result_path):
-        steps = max(1, pairs // batch)
+    steps = max(1, pairs // batch)
+    if not os.path.exists(timing_path):
         bindings = [
             f"TrainConfig.output_dir='{run_dir}'", f"TrainConfig.num_steps={steps}",
             f"TrainConfig.global_batch_size={batch}", f"TrainConfig.grad_cache_chunk_size={chunk}",
@@ -71,11 +80,13 @@ def train_and_score(name: str, out: str, pairs: int, max_pairs: int, baselines: 
         os.makedirs(run_dir, exist_ok=True)
         train_s = _run([sys.executable, "-m", "cpt_jax.train", f"--gin_file={BASE}",
                         *(f"--gin.{b}" for b in bindings)], os.path.join(run_dir, "train.log"))
+        with open(timing_path, "w") as f:
+            json.dump({"steps": steps, "train_s": train_s}, f)
+    if not os.path.exists(result_path):
         evaluate = [sys.executable, "-m", "cpt_jax.evaluate", "--checkpoint", run_dir, "--split", "validation",
                     "--tasks", ",".join(TASKS), "--max_pairs", str(max_pairs), "--output", result_path]
-        eval_s = _run(evaluate + ([] if baselines else ["--no_baselines"]), os.path.join(run_dir, "eval.log"))
-        with open(timing_path, "w") as f:
-            json.dump({"steps": steps, "train_s": train_s, "eval_s": eval_s}, f)
+        evaluate += ["--max_len", str(max_len)] if max_len else []
+        _run(evaluate + ([] if baselines else ["--no_baselines"]), os.path.join(run_dir, f"eval{suffix}.log"))
     with open(result_path) as f:
         results = json.load(f)
     with open(timing_path) as f:
@@ -89,7 +100,7 @@ def _task(results: dict, dataset: str) -> dict:
 
 def table(rows: dict[str, dict]) -> str:
     """Markdown: one row per variant (then the baselines of the first), validation metrics."""
-    head = ("| variant | batch | GradCache chunk | steps | lr | train s | code MRR | code nDCG@10 | text MRR "
+    head = ("| variant | batch | GradCache chunk | steps | lr | train s (shared CPU) | code MRR | code nDCG@10 | text MRR "
             "| text nDCG@10 | mean nDCG@10 |")
     lines = [head, "|" + " --- |" * 2 + " ---: |" * 9]
 
@@ -115,20 +126,24 @@ def main() -> None:
     p.add_argument("--only", default="", help="comma-separated variant names (default: all)")
     p.add_argument("--pairs", type=int, default=4096, help="training pairs every variant sees")
     p.add_argument("--max_pairs", type=int, default=1000, help="validation pairs scored per task")
+    p.add_argument("--max_len", type=int, default=256,
+                   help="tokens per text when scoring (evaluate --max_len; 0: the lengths each variant trained with)")
     args = p.parse_args()
     names = [n for n in args.only.split(",") if n] or list(VARIANTS)
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:
         p.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
-    print(header(f"{BASE}, {args.pairs} training pairs per variant, validation splits ({args.max_pairs} pairs each)"))
+    print(header(f"{BASE}, {args.pairs} training pairs per variant, validation splits ({args.max_pairs} pairs each, "
+                 f"scored at {args.max_len or 'the trained'} tokens)"))
     rows = {}
     for name in names:
         try:
-            rows[name] = train_and_score(name, args.out, args.pairs, args.max_pairs, baselines=not rows)
+            rows[name] = train_and_score(name, args.out, args.pairs, args.max_pairs, args.max_len or None,
+                                         baselines=not rows)
         except RuntimeError as e:  # one broken variant does not cost the others
             print(f"FAILED {name}: {e}", flush=True)
             continue
-        print(f"done {name}: train {rows[name]['train_s']:.0f}s, eval {rows[name]['eval_s']:.0f}s", flush=True)
+        print(f"done {name}: train {rows[name]['train_s']:.0f}s", flush=True)
     print(table(rows))
 
 

@@ -121,6 +121,20 @@ class Embedder:
         """The same architecture at initialisation: the floor any training must beat."""
         return cls(model, init_params(model, jax.random.key(seed)), tokenizer, max_len)
 
+    def with_max_len(self, max_len: int) -> Embedder:
+        """The same model encoding both sides at up to ``max_len`` tokens (delimiters included)
+        instead of the lengths it was trained with: a model trained on truncated pairs may read
+        longer texts, up to its position table (ModelConfig.max_len). Shares the parameters."""
+        if not 3 <= max_len <= self.model.max_len:
+            raise ValueError(
+                f"max_len={max_len}: an embedder of this model reads 3 to {self.model.max_len} tokens "
+                f"(ModelConfig.max_len, its position table); pass a length in that range."
+            )
+        other = object.__new__(Embedder)
+        other.__dict__.update(self.__dict__)
+        other.max_len = {"x": max_len, "y": max_len}
+        return other
+
     @property
     def dim(self) -> int:
         return self.model.d_model

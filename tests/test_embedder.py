@@ -44,6 +44,19 @@ def test_bucket_lengths():
     assert all(b <= max(1.25 * a + 16, a + 16) for a, b in zip(lengths, lengths[1:]))
 
 
+def test_with_max_len_reads_longer_texts_and_keeps_short_ones(embedder):
+    long_text = " ".join(TEXTS * 4)
+    longer = embedder.with_max_len(64)
+    assert longer.max_len == {"x": 64, "y": 64} and embedder.max_len == {"x": 32, "y": 64}  # a copy
+    assert longer.params is embedder.params
+    short = [t for t in TEXTS if len(embedder.tokenizer.encode([t], "x", 64)[1][0].nonzero()[0]) < 32]
+    np.testing.assert_array_equal(longer.encode(short, "x"), embedder.encode(short, "x"))  # nothing was cut
+    assert not np.allclose(longer.encode([long_text], "x"), embedder.encode([long_text], "x"), atol=1e-4)
+    for bad in (2, 65):
+        with pytest.raises(ValueError, match="reads 3 to 64 tokens"):
+            embedder.with_max_len(bad)
+
+
 def test_encode_shape_dtype_and_unit_norm(embedder):
     out = embedder.encode(TEXTS, side="document", batch_size=4)
     assert out.shape == (len(TEXTS), 32) and out.dtype == np.float32

@@ -42,6 +42,12 @@ class FakeEmbedder(HashEncoder):
 
     started_from: str | None = None  # what the fake run's meta names as its init_from
 
+    lengthened: list[tuple[str, int]] = []
+
+    def with_max_len(self, max_len: int) -> FakeEmbedder:
+        FakeEmbedder.lengthened.append((self.salt, max_len))
+        return type(self)(f"{self.salt}@{max_len}")
+
     @classmethod
     def pretrained_start(cls, run_dir: str, dtype: str | None = None) -> FakeEmbedder | None:
         return cls("start") if cls.started_from else None
@@ -180,6 +186,16 @@ def test_a_run_from_a_pretrained_model_is_scored_beside_its_start(folders, monke
     cli.main(["--checkpoint", run, "--step", "0", "--tasks", "none", "--beir", beir])
     assert list(next(iter(json.loads(open(os.path.join(run, "eval_test_step0.json")).read()).values()))) == [
         "cpt-jax (trained)", "random init", "BM25"]
+
+
+def test_max_len_lengthens_every_system_and_names_the_results_file(folders, monkeypatch):
+    run, beir, _ = folders
+    monkeypatch.setattr(FakeEmbedder, "started_from", "pkg://some_model/model")
+    monkeypatch.setattr(FakeEmbedder, "lengthened", [])
+    cli.main(["--checkpoint", run, "--tasks", "none", "--beir", beir, "--max_len", "256"])
+    assert FakeEmbedder.lengthened == [("trained", 256), ("start", 256), ("random", 256)]
+    assert os.path.exists(os.path.join(run, "eval_test_len256.json"))
+    assert not os.path.exists(os.path.join(run, "eval_test.json"))
 
 
 def test_max_pairs_scores_the_first_pairs_of_the_split(folders, monkeypatch):

@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no_baselines", action="store_true", help="skip random init, BM25 and the bag of words")
     p.add_argument("--max_pairs", type=int, default=None,
                    help="score each pair task on its split's first N pairs, a fixed sample (default: all)")
+    p.add_argument("--max_len", type=int, default=None,
+                   help="encode both sides at up to N tokens (default: the lengths the run trained with)")
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--dtype", default=None, choices=DTYPES, help="compute dtype of --checkpoint (default: the run's)")
     p.add_argument("--chunk_size", type=int, default=10_000, help="BEIR documents encoded and searched per step")
@@ -140,6 +142,8 @@ def build_systems(args: argparse.Namespace, spec: EvalSpec) -> tuple[dict[str, E
             systems[START] = start
     if spec.baselines:
         systems[RANDOM] = Embedder.random_init(trained.model, trained.tokenizer, trained.max_len)
+    if args.max_len is not None:
+        systems = {name: encoder.with_max_len(args.max_len) for name, encoder in systems.items()}
     if spec.tasks and not args.data_dir:
         _, meta = checkpoint.read_meta(args.checkpoint, args.step)
         data_dir = run_data_dir(meta, spec.tasks)
@@ -149,9 +153,11 @@ def build_systems(args: argparse.Namespace, spec: EvalSpec) -> tuple[dict[str, E
 
 
 def output_path(args: argparse.Namespace) -> str:
-    """eval_<split>.json beside the model; eval_<split>_step<N>.json for an explicit --step, _<dtype> for --dtype."""
+    """eval_<split>.json beside the model; eval_<split>_step<N>.json for an explicit --step, _<dtype> for
+    --dtype, _len<N> for --max_len."""
     suffix = f"_step{args.step}" if args.step is not None else ""
     suffix += f"_{args.dtype}" if args.dtype else ""
+    suffix += f"_len{args.max_len}" if args.max_len is not None else ""
     return os.path.join(args.checkpoint or args.sentence_transformer, f"eval_{args.split}{suffix}.json")
 
 
