@@ -89,3 +89,14 @@ def test_cli_writes_the_export(scratch_run, tmp_path, capsys):
     assert export_cli.main(["--checkpoint", scratch_run, "--out", out]) is None
     assert f"wrote {out}" in capsys.readouterr().out
     assert os.path.exists(os.path.join(out, "model.safetensors"))
+
+
+def test_export_at_a_longer_max_len_reproduces_the_lengthened_embedder(imported_run, tmp_path):
+    """--max_len: the exported model reads as many tokens as Embedder.with_max_len does (both sides)."""
+    out = str(tmp_path / "exported")
+    assert export_cli.main(["--checkpoint", imported_run, "--out", out, "--max_len", "128"]) is None
+    ours = Embedder.load(imported_run).with_max_len(128)
+    theirs = SentenceTransformerEncoder(out)
+    for side in ("query", "document"):
+        np.testing.assert_allclose(theirs.encode(TEXTS, side, batch_size=2), ours.encode(TEXTS, side=side), atol=1e-4)
+    assert not np.allclose(ours.encode(TEXTS[3:4], "query"), Embedder.load(imported_run).encode(TEXTS[3:4], "query"))

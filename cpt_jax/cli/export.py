@@ -17,12 +17,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--checkpoint", required=True, help="a training run's output_dir")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     p.add_argument("--out", required=True, help="new directory for the PyTorch model")
+    p.add_argument("--max_len", type=int, default=None,
+                   help="tokens per text on both sides (default: the lengths the run trained with)")
     return p.parse_args(list(argv))
 
 
 def main(argv: Sequence[str]) -> int | None:
     args = parse_args(argv)
-    out = export(args.checkpoint, args.out, args.step)
+    out = export(args.checkpoint, args.out, args.step, args.max_len)
     print(f"wrote {out}: load it with transformers.AutoModel.from_pretrained({out!r}) or "
           f"sentence_transformers.SentenceTransformer({out!r})", flush=True)
     return None

@@ -25,13 +25,17 @@ from cpt_jax.interop.hf_weights import save_hf_checkpoint
 POOLING_MODES = {"eos": "lasttoken", "mean": "mean"}
 
 
-def export(run_dir: str, out_dir: str, step: int | None = None) -> str:
-    """Writes the exported model to out_dir and returns out_dir."""
+def export(run_dir: str, out_dir: str, step: int | None = None, max_len: int | None = None) -> str:
+    """Writes the exported model to out_dir and returns out_dir. max_len: the tokens per text the
+    exported model reads on both sides (default: each side's training length; see
+    Embedder.with_max_len)."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Normalize, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
 
     embedder = Embedder.load(run_dir, step)
+    if max_len is not None:
+        embedder = embedder.with_max_len(max_len)
     model = embedder.model
     if os.path.exists(out_dir) and os.listdir(out_dir):
         raise FileExistsError(f"{out_dir} is not empty; export into a new directory (nothing was overwritten).")
