@@ -26,6 +26,7 @@ MINILM_GIN = "configs/experiments/minilm_code.gin"
 MAIN_GIN = "configs/experiments/minilm_cpt.gin"
 CODE_TASK, TEXT_TASK = "stdlib_code", "stdlib_text"
 MAIN_TASKS = ("site_code", "site_text")
+MAIN_MAX_LEN = 256  # the main job scores texts at up to 256 tokens, as the README command does (bench/README.md)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +149,8 @@ class Eval:
     """One `python -m cpt_jax.evaluate` call, written to <run_dir>/report_<name>.json.
 
     tasks: held-out pair datasets; step: None for the last checkpoint; max_pairs: score each pair
-    task on its split's first N pairs (None: all); classification: add the linear probe;
+    task on its split's first N pairs (None: all); max_len: tokens per text (evaluate --max_len;
+    None: the lengths the run trained with); classification: add the linear probe;
     baselines: add the pretrained start (a run with init_from), random init, BM25 and the bag of
     words (needed once per task).
     """
@@ -157,6 +159,7 @@ class Eval:
     tasks: tuple[str, ...]
     step: int | None = None
     max_pairs: int | None = None
+    max_len: int | None = None
     classification: bool = False
     baselines: bool = False
 
@@ -226,7 +229,8 @@ def main_experiment(sizes: Sizes) -> Experiment:
     bindings: tuple[Binding, ...] = ()
     if sizes.main_steps is not None:
         bindings = _schedule(sizes.main_steps, sizes.main_batch, sizes.main_warmup, sizes.main_lengths)
-    evaluation = Eval("eval", MAIN_TASKS, max_pairs=sizes.main_max_pairs, classification=True, baselines=True)
+    evaluation = Eval("eval", MAIN_TASKS, max_pairs=sizes.main_max_pairs, max_len=MAIN_MAX_LEN, classification=True,
+                      baselines=True)
     run = Run("main", "main job", "MiniLM architecture", (MAIN_GIN,), bindings, (evaluation,))
     what = (
         f"`{MAIN_GIN}` exactly as the README runs it" if not bindings else

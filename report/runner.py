@@ -70,6 +70,8 @@ class Runner:
             argv += ["--step", str(evaluation.step)]
         if evaluation.max_pairs is not None:
             argv += ["--max_pairs", str(evaluation.max_pairs)]
+        if evaluation.max_len is not None:
+            argv += ["--max_len", str(evaluation.max_len)]
         if evaluation.classification:
             argv += ["--classification", self.probe]
         if not evaluation.baselines:

@@ -23,7 +23,7 @@ def _main(sizes):
 
 
 def test_the_main_job_is_evaluated_by_the_readmes_command(tmp_path):
-    """FULL: exactly `--tasks site_code,site_text --max_pairs 1000 --classification stdlib_packages`
+    """FULL: exactly `--tasks site_code,site_text --max_pairs 1000 --max_len 256 --classification stdlib_packages`
     (plus the output); QUICK: the report's smaller probe folder and fewer pairs."""
     run = _main(FULL)
     (evaluation,) = run.evals
@@ -31,7 +31,7 @@ def test_the_main_job_is_evaluated_by_the_readmes_command(tmp_path):
     run_dir = runner.display_path(str(tmp_path / "main"))
     assert argv == [
         "python", "-m", "cpt_jax.evaluate", "--checkpoint", run_dir, "--tasks", "site_code,site_text",
-        "--max_pairs", "1000", "--classification", "stdlib_packages",
+        "--max_pairs", "1000", "--max_len", "256", "--classification", "stdlib_packages",
         "--output", os.path.join(run_dir, "report_eval.json"),
     ]
     quick = _main(QUICK)
@@ -103,5 +103,5 @@ def test_results_md_opens_with_the_main_line(results):
     assert "| BM25 / bag of words (TF-IDF) | 0.4500 | 0.5200 | 0.4000 | 0.4500 | 0.6000 |" in text
     main = text[text.index("## Main job"):text.index("## Ablations")]
     assert all(sentence in main for sentence in results["summary"]["main"]["sentences"])
-    assert "--max_pairs 100 --classification" in main and f"--gin_file={MAIN_GIN}" in main
+    assert "--max_pairs 100 --max_len 256 --classification" in main and f"--gin_file={MAIN_GIN}" in main
     assert f"]({results['plots']['main']})" in main
