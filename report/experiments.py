@@ -85,10 +85,10 @@ class Sizes:
 # 6.8x under heavier load), so 4096 takes about 28 (code) and 18.5 (text). Steps: 20 x (0.45 + 3.5 + 28)
 # + 20 x (0.3 + 2.3 + 18.5) = 18 min; MiniLM 2 x 30 x 3.3 = 3.3 min; delimiters 2 x 300 x 0.45 =
 # 4.5 min; start-up (imports, tokenizer, compile) about 25 s per training and 15 s-2 min per
-# evaluation: about 38 minutes. The main job (MiniLM, 100 steps at batch 64, lengths 64/128, packed)
-# is not measured here: scaled from the MiniLM step above (4x the tokens) about 13 s per step, so
-# 20-25 min, plus building site_code / site_text once (about a minute each) and its evaluation (three
-# systems on 2 x 1000 pairs and the probe, a few minutes): about 65-70 minutes in all.
+# evaluation: about 38 minutes (the last full report took 16). The main job (minilm_cpt.gin: MiniLM,
+# 16 GradCache steps at batch 256) trains in about 5 minutes on a quiet 2-core machine, plus building
+# site_code / site_text once (about a minute each) and its evaluation (three systems on 1000 + 730
+# test pairs at 256 tokens and the probe, about 3 minutes).
 FULL = Sizes(
     main_steps=None,
     main_batch=None,
@@ -229,6 +229,8 @@ def main_experiment(sizes: Sizes) -> Experiment:
     bindings: tuple[Binding, ...] = ()
     if sizes.main_steps is not None:
         bindings = _schedule(sizes.main_steps, sizes.main_batch, sizes.main_warmup, sizes.main_lengths)
+        # The gin file's GradCache chunk need not divide the shortened batch: chunks of half of it.
+        bindings += (("TrainConfig.grad_cache_chunk_size", sizes.main_batch // 2),)
     evaluation = Eval("eval", MAIN_TASKS, max_pairs=sizes.main_max_pairs, max_len=MAIN_MAX_LEN, classification=True,
                       baselines=True)
     run = Run("main", "main job", "MiniLM architecture", (MAIN_GIN,), bindings, (evaluation,))

