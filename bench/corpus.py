@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -34,17 +34,18 @@ print("RESULT " + json.dumps({"splits": splits, "kinds": kinds, "drops": drops})
 
 def build(name: str, data_dir: str) -> dict:
     """Builds one dataset in a child process: its splits, kinds, drops, wall seconds, peak RSS."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _CHILD, name, data_dir], capture_output=True, text=True)
-    seconds = time.perf_counter() - t
-    if proc.returncode:
-        raise RuntimeError(f"building {name} failed:\n{proc.stderr[-3000:]}")
-    # ru_maxrss of children is the largest of any child so far (KiB on Linux): valid for this
-    # child when it is the largest; each build runs alone, so the table reports max(so far).
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
-    return {**result, "seconds": seconds, "peak_mib": peak / 1024, "peak_is_own": peak > before}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen([sys.executable, "-c", _CHILD, name, data_dir], stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage: its peak RSS alone
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - t
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if child.returncode:
+        raise RuntimeError(f"building {name} failed:\n{stderr[-3000:]}")
+    result = json.loads(next(line for line in stdout.splitlines() if line.startswith("RESULT "))[7:])
+    return {**result, "seconds": seconds, "peak_mib": usage.ru_maxrss / 1024}  # ru_maxrss: KiB on Linux
 
 
 def tables(results: dict[str, dict]) -> str:
@@ -52,7 +53,7 @@ def tables(results: dict[str, dict]) -> str:
     for name, r in results.items():
         for i, (split, n) in enumerate(r["splits"].items()):
             kinds = ", ".join(f"{k} {v}" for k, v in r["kinds"].get(split, {}).items())
-            timing = f"{r['seconds']:.0f} | {r['peak_mib']:.0f}{'' if r['peak_is_own'] else ' (<=)'}" if i == 0 else " | "
+            timing = f"{r['seconds']:.0f} | {r['peak_mib']:.0f}" if i == 0 else " | "
             lines.append(f"| {name} | {split} | {n} | {kinds} | {timing} |")
     lines += ["", "| dataset | split | left out or cut, by rule (cpt_jax.data.sources.base.DROP_RULES) |", "| --- | --- | --- |"]
     for name, r in results.items():

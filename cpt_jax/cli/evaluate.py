@@ -17,7 +17,7 @@ encodes in bfloat16). The main job (configs/experiments/minilm_cpt.gin) is score
     python -m cpt_jax.evaluate --checkpoint outputs/minilm_cpt --tasks site_code,site_text \
         --max_pairs 1000 --classification stdlib_packages
 
-``--sentence_transformer DIR`` evaluates a sentence-transformers model directory instead of a
+``--sentence_transformer DIR`` (or pkg://PACKAGE/DIR, with --output) evaluates a sentence-transformers model directory instead of a
 run (an exported run reproduces the run's numbers; a published model gives a reference row),
 with BM25 as the baseline; pair-task data comes from --data_dir (default outputs/tfds).
 
@@ -40,6 +40,7 @@ from cpt_jax.eval.common import Encoder
 from cpt_jax.eval.sentence_transformer import SentenceTransformerEncoder
 from cpt_jax.eval.spec import DEFAULT_DATA_DIR, EvalSpec, pair_datasets
 from cpt_jax.eval.suite import RANDOM, SENTENCE_TRANSFORMER, START, TRAINED, evaluate, format_table
+from cpt_jax.interop import pretrained
 from cpt_jax.model.config import DTYPES
 from cpt_jax.parallel import runtime
 
@@ -108,6 +109,9 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, EvalSpec]:
     """(flags, their EvalSpec); a spec the flags cannot make is a usage error naming the field."""
     p = _parser()
     args = p.parse_args(list(argv))
+    if (args.sentence_transformer or "").startswith(pretrained.PACKAGE_SCHEME) and not args.output:
+        p.error(f"--sentence_transformer {args.sentence_transformer} is a directory inside an installed package; "
+                "pass --output FILE for the results (nothing is written into the package).")
     try:
         return args, spec_from_args(args)
     except (TypeError, ValueError) as e:
@@ -133,7 +137,8 @@ def build_systems(args: argparse.Namespace, spec: EvalSpec) -> tuple[dict[str, E
     """The named encoders the flags ask for, and the spec with the run's data_dir when --data_dir
     is not given (a run's pair tasks are read from where it trained)."""
     if args.sentence_transformer:
-        return {SENTENCE_TRANSFORMER: SentenceTransformerEncoder(args.sentence_transformer)}, spec
+        model_dir = pretrained.resolve(args.sentence_transformer)  # pkg://PACKAGE/DIR names a packaged model
+        return {SENTENCE_TRANSFORMER: SentenceTransformerEncoder(model_dir)}, spec
     systems: dict[str, Encoder] = {}
     trained = systems[TRAINED] = Embedder.load(args.checkpoint, args.step, args.dtype)
     if spec.baselines and args.step != 0:
