@@ -74,7 +74,8 @@ def temperature(records: Sequence[Record], path: str) -> str:
     ax = fig.subplots()
     for record in records:
         steps, values = series(record["metrics"], "temperature")
-        total = record["bindings"]["TrainConfig.num_steps"]
+        # A run without a num_steps binding (the main job, as its gin file has it) ends at its last logged step.
+        total = record["bindings"].get("TrainConfig.num_steps") or max(steps)
         ax.plot([s / total for s in steps], values, label=record["label"])
     ax.set_xlabel("fraction of the run's steps")
     ax.set_ylabel(TEMPERATURE_LABEL)

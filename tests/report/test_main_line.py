@@ -14,6 +14,7 @@ from cpt_jax.eval.suite import RANDOM, START, TRAINED
 from report import __main__ as report_main
 from report import analysis, markdown, runner
 from report.experiments import FULL, MAIN_GIN, QUICK, experiments
+from tests.report import fakes
 from tests.report.fakes import PROBE_KEY, SITE_CODE_KEY, SITE_TEXT_KEY
 
 
@@ -105,3 +106,13 @@ def test_results_md_opens_with_the_main_line(results):
     assert all(sentence in main for sentence in results["summary"]["main"]["sentences"])
     assert "--max_pairs 100 --max_len 256 --classification" in main and f"--gin_file={MAIN_GIN}" in main
     assert f"]({results['plots']['main']})" in main
+
+
+def test_the_temperature_plot_takes_a_run_without_a_steps_binding(tmp_path):
+    """FULL mode runs the main job with no bindings at all: its length comes from its metrics."""
+    from report import plots
+
+    record = {"label": "main job", "bindings": {}, "metrics": fakes.metrics(16, 4.0)}
+    other = {"label": "tiny", "bindings": {"TrainConfig.num_steps": 8}, "metrics": fakes.metrics(8, 3.0)}
+    path = plots.temperature([record, other], str(tmp_path / "t.png"))
+    assert os.path.getsize(path) > 0
