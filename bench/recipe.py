@@ -91,7 +91,7 @@ def train_and_score(name: str, out: str, pairs: int, max_pairs: int, max_len: in
         results = json.load(f)
     with open(timing_path) as f:
         timing = json.load(f)
-    return {"results": results, "batch": batch, "chunk": chunk, "lr": lr, "extra": extra, **timing}
+    return {"results": results, "batch": batch, "chunk": chunk, "lr": lr, **timing}
 
 
 def _task(results: dict, dataset: str) -> dict:

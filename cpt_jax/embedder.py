@@ -9,6 +9,7 @@ float32 [n, d] out.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -130,8 +131,7 @@ class Embedder:
                 f"max_len={max_len}: an embedder of this model reads 3 to {self.model.max_len} tokens "
                 f"(ModelConfig.max_len, its position table); pass a length in that range."
             )
-        other = object.__new__(Embedder)
-        other.__dict__.update(self.__dict__)
+        other = copy.copy(self)  # the same parameters, mesh and compiled encode
         other.max_len = {"x": max_len, "y": max_len}
         return other
 

@@ -15,7 +15,7 @@ eval_<split>_<dtype>.json for an explicit --dtype, e.g. --dtype bfloat16 to scor
 encodes in bfloat16). The main job (configs/experiments/minilm_cpt.gin) is scored with
 
     python -m cpt_jax.evaluate --checkpoint outputs/minilm_cpt --tasks site_code,site_text \
-        --max_pairs 1000 --classification stdlib_packages
+        --max_pairs 1000 --max_len 256 --classification stdlib_packages
 
 ``--sentence_transformer DIR`` (or pkg://PACKAGE/DIR, with --output) evaluates a sentence-transformers model directory instead of a
 run (an exported run reproduces the run's numbers; a published model gives a reference row),
