@@ -25,6 +25,9 @@ from common import header  # noqa: E402
 BASE = "configs/experiments/minilm_cpt.gin"
 TASKS = ("site_code", "site_text")
 
+BY_SOURCE = "DataConfig.batching='by_source'"
+INSTRUCTIONS = ("DataConfig.instructions=(('Docstring: ', 'Python code: '), "
+                "('Passage: ', 'The passage that follows it: '))")
 # name -> (global batch, GradCache chunk (0: plain step), learning rate, extra gin bindings)
 VARIANTS: dict[str, tuple[int, int, float, tuple[str, ...]]] = {
     "b32_lr5e-5": (32, 0, 5e-5, ()),
@@ -46,6 +49,11 @@ VARIANTS: dict[str, tuple[int, int, float, tuple[str, ...]]] = {
                                                          "DataConfig.max_len_y=256")),
     "b1024_gc64_lr2e-4_mix1:1_len128/128": (1024, 64, 2e-4, ("DataConfig.weights=(1, 1)", "DataConfig.max_len_x=128",
                                                            "DataConfig.max_len_y=128")),
+    # Issue 20: one source per batch (negatives of one kind), per-source instructions.
+    "b256_gc64_lr1e-4_by_source": (256, 64, 1e-4, (BY_SOURCE,)),
+    "b256_gc64_lr1e-4_by_source_mix1:1": (256, 64, 1e-4, (BY_SOURCE, "DataConfig.weights=(1, 1)")),
+    "b256_gc64_lr1e-4_by_source_instructions": (256, 64, 1e-4, (BY_SOURCE, INSTRUCTIONS)),
+    "b256_gc64_lr1e-4_by_source_masked": (256, 64, 1e-4, (BY_SOURCE, "LossConfig.mask_duplicates=True")),
 }
 
 

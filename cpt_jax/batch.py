@@ -9,6 +9,8 @@ A pair batch holds two sides and, optionally, hard negatives:
     PackedSide(tokens, segments, ends)  int32 [groups, rows, seq], [groups, rows, seq], [groups, n]:
                                         several sequences per row (data/packing.py)
     Negatives(side, valid)              side: PaddedSide of [N, n, seq]; valid: int32 [N, n]
+    ContentIds(x, y, negatives)         int32 [n, 2], [n, 2], [n, k, 2] or None: each text's
+                                        64-bit content hash (false-negative masking in the loss)
 
 Leaves are numpy arrays on the host (data/) and jax arrays inside the step; every leaf has the
 batch's rows (or its packing groups) as its first dimension, so one sharding over the data axes
@@ -80,13 +82,28 @@ class Negatives:
 
 
 @_pytree
+class ContentIds:
+    """What each text of a batch is: a 64-bit hash of the normalised text (data/content.content_ids)
+    split into two int32 words, so equal texts have equal ids and two different texts collide with
+    probability about 2^-64 per pair (negligible at any batch size). x, y: int32 [n, 2], row i the
+    texts of pair i (sequence i of a packed side: PackedSide keeps the order g * n + j, so these rows
+    shard like the sequences); negatives: int32 [n, k, 2] of the hard negatives, or None."""
+
+    x: Array
+    y: Array
+    negatives: Array | None = None
+
+
+@_pytree
 class PairBatch:
     """One batch of N (x, y) pairs: row i of x is paired with row i of y (sequence i of a packed
-    side). negatives: hard negatives for each x, or None."""
+    side). negatives: hard negatives for each x, or None. ids: the content ids of every text
+    (the loss masks false negatives with them), or None."""
 
     x: Side
     y: Side
     negatives: Negatives | None = None
+    ids: ContentIds | None = None
 
     @property
     def num_pairs(self) -> int:

@@ -10,6 +10,7 @@ float32 [n, d] out.
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -45,13 +46,39 @@ def padded_length(length: int, buckets: Sequence[int]) -> int:
     return next(b for b in buckets if b >= length)
 
 
+def run_instructions(data_config: dict) -> dict[str, tuple[str, str]]:
+    """Source name -> (x_prefix, y_prefix) of a run's DataConfig as its checkpoints store it
+    (none for a run without instructions, or written before they existed)."""
+    pairs = data_config.get("instructions") or ()
+    names = [source.get("name", "") if isinstance(source, dict) else "" for source in data_config.get("sources", ())]
+    return {name: (x, y) for name, (x, y) in zip(names, pairs) if name}
+
+
+def _common_instruction(instructions: dict[str, tuple[str, str]]) -> tuple[str, str]:
+    """The one (x_prefix, y_prefix) every source shares, else ("", "")."""
+    distinct = set(instructions.values())
+    return distinct.pop() if len(distinct) == 1 else ("", "")
+
+
 class Embedder:
     """Encodes texts into L2-normalised float32 embeddings with one model."""
 
-    def __init__(self, model: ModelConfig, params: Any, tokenizer: Tokenizer, max_len: dict[str, int]) -> None:
+    def __init__(
+        self,
+        model: ModelConfig,
+        params: Any,
+        tokenizer: Tokenizer,
+        max_len: dict[str, int],
+        instructions: dict[str, tuple[str, str]] | None = None,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_len = max_len  # per side ("x", "y"): the lengths the model was trained with
+        # Source name -> (x_prefix, y_prefix) the run trained with (DataConfig.instructions).
+        self.instructions = dict(instructions or {})
+        # What encode puts before every text of a side: the run's one instruction if all its
+        # sources share it, else none until with_instruction / for_task picks a source's.
+        self.prefix = dict(zip("xy", _common_instruction(self.instructions)))
         self._mesh = Mesh(np.array(jax.local_devices()), ("batch",))
         self.params = jax.device_put(params, NamedSharding(self._mesh, P()))
         self._embed = jax.jit(
@@ -93,7 +120,7 @@ class Embedder:
         }
         params = checkpoint.restore_params(run_dir, step, target)["encoder"]
         data = meta["data_config"]
-        return cls(model, params, tokenizer, {"x": data["max_len_x"], "y": data["max_len_y"]})
+        return cls(model, params, tokenizer, {"x": data["max_len_x"], "y": data["max_len_y"]}, run_instructions(data))
 
     @classmethod
     def pretrained_start(cls, run_dir: str, dtype: str | None = None) -> Embedder | None:
@@ -115,12 +142,16 @@ class Embedder:
         tokenizer = load_run_tokenizer(run_dir)
         data = meta["data_config"]
         params = pretrained.encoder_params(model_dir, model, tokenizer)
-        return cls(model, params, tokenizer, {"x": data["max_len_x"], "y": data["max_len_y"]})
+        return cls(model, params, tokenizer, {"x": data["max_len_x"], "y": data["max_len_y"]}, run_instructions(data))
 
     @classmethod
-    def random_init(cls, model: ModelConfig, tokenizer: Tokenizer, max_len: dict[str, int], seed: int = 0) -> Embedder:
-        """The same architecture at initialisation: the floor any training must beat."""
-        return cls(model, init_params(model, jax.random.key(seed)), tokenizer, max_len)
+    def random_init(
+        cls, model: ModelConfig, tokenizer: Tokenizer, max_len: dict[str, int],
+        instructions: dict[str, tuple[str, str]] | None = None, seed: int = 0,
+    ) -> Embedder:
+        """The same architecture at initialisation: the floor any training must beat (reading the
+        same instructions as the run it is compared with)."""
+        return cls(model, init_params(model, jax.random.key(seed)), tokenizer, max_len, instructions)
 
     def with_max_len(self, max_len: int) -> Embedder:
         """The same model encoding both sides at up to ``max_len`` tokens (delimiters included)
@@ -134,6 +165,25 @@ class Embedder:
         other = copy.copy(self)  # the same parameters, mesh and compiled encode
         other.max_len = {"x": max_len, "y": max_len}
         return other
+
+    def with_instruction(self, source: str) -> Embedder:
+        """The same model putting source ``source``'s instruction (DataConfig.instructions of the
+        run) before every text, as training did. Shares the parameters."""
+        if source not in self.instructions:
+            known = sorted(self.instructions)
+            hint = difflib.get_close_matches(source, known, n=1)
+            raise ValueError(
+                f"no instruction for source {source!r}: this run's sources with instructions are {known or 'none'}"
+                + (f"; did you mean {hint[0]!r}?" if hint else ".")
+            )
+        other = copy.copy(self)
+        other.prefix = dict(zip("xy", self.instructions[source]))
+        return other
+
+    def for_task(self, name: str) -> Embedder:
+        """The encoder evaluation uses for a task named ``name``: with the instruction of the run's
+        source of that name (e.g. task site_code, source site_code), else this one."""
+        return self.with_instruction(name) if name in self.instructions else self
 
     @property
     def dim(self) -> int:
@@ -159,7 +209,9 @@ class Embedder:
         s = SIDES[side]
         n_dev = len(jax.local_devices())
         batch_size = max(n_dev, batch_size - batch_size % n_dev)
-        tokens, mask = self.tokenizer.encode(list(texts), s, self.max_len[s])
+        prefix = self.prefix[s]
+        texts = [prefix + t for t in texts] if prefix else list(texts)
+        tokens, mask = self.tokenizer.encode(texts, s, self.max_len[s])
         lengths = mask.sum(axis=1)
         order = np.argsort(-lengths, kind="stable")
         buckets = bucket_lengths(self.max_len[s])

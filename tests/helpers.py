@@ -155,15 +155,17 @@ def reference_loss(x, y, log_temperature):
     return (rows + cols) / 2
 
 
-def write_run_dir(run_dir: str, model, encoder_params, tokenizer, max_len_x: int = 32, max_len_y: int = 64) -> str:
+def write_run_dir(run_dir: str, model, encoder_params, tokenizer, max_len_x: int = 32, max_len_y: int = 64,
+                  data_config: dict | None = None) -> str:
     """A run directory in the layout python -m cpt_jax.train writes (tokenizer, checkpoint 0 with
-    meta), for tests that need a checkpoint without paying for a training run."""
+    meta), for tests that need a checkpoint without paying for a training run. data_config: more
+    fields of the meta's data_config (e.g. sources and instructions)."""
     tokenizer.save(os.path.join(run_dir, RUN_DIR_NAME))
     params = {"encoder": encoder_params, "log_temperature": jnp.float32(3.0)}
     meta = {
         "step": 0,
         "model_config": dataclasses.asdict(model),
-        "data_config": {"max_len_x": max_len_x, "max_len_y": max_len_y},
+        "data_config": {"max_len_x": max_len_x, "max_len_y": max_len_y, **(data_config or {})},
     }
     ckpt = checkpoint.Checkpointer(run_dir, async_save=False)
     ckpt.save(0, params, {"count": jnp.zeros((), jnp.int32)}, meta, force=True)

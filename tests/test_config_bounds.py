@@ -18,9 +18,12 @@ import pytest
 
 from cpt_jax.cli.flags import CONFIGURABLES
 from cpt_jax.data.config import DataConfig
+from cpt_jax.data.sources import PreparedPairsSource
 from cpt_jax.data.probe_tasks import StdlibPackages
 from cpt_jax.data.sources.spans import SpanConfig
 from cpt_jax.eval.spec import EvalSpec
+from cpt_jax.mining import MineConfig, ModelSpec
+from cpt_jax.plan.spec import PlanSpec
 from cpt_jax.model import ModelConfig
 from cpt_jax.typecheck import Bound, check_bounds, declared_bounds
 
@@ -37,6 +40,7 @@ def _unwrapped(configurable: type) -> type:
 CLASSES = {
     **{name: _unwrapped(c) for name, c in CONFIGURABLES.items()},
     "EvalSpec": EvalSpec, "SpanConfig": SpanConfig, "StdlibPackages": StdlibPackages,
+    "MineConfig": MineConfig, "ModelSpec": ModelSpec, "PlanSpec": PlanSpec,
 }
 
 # The smallest valid arguments of each class (those without defaults, and any default that would
@@ -47,6 +51,7 @@ REQUIRED: dict[str, dict] = {
     "MeshConfig": {},
     "OptimizerConfig": {},
     "TemperatureConfig": {},
+    "LossConfig": {},
     "TrainConfig": {
         "output_dir": "/tmp/unused", "model": ModelConfig(), "data": DataConfig(max_len_x=8, max_len_y=8),
         "num_steps": 1, "global_batch_size": 16,
@@ -59,6 +64,12 @@ REQUIRED: dict[str, dict] = {
     "EvalSpec": {"tasks": (), "beir": (HERE,)},
     "SpanConfig": {},
     "StdlibPackages": {},
+    "ModelSpec": {"sentence_transformer": "/tmp/unused"},
+    "MineConfig": {
+        "model": ModelSpec(sentence_transformer="/tmp/unused"),
+        "pairs": PreparedPairsSource(dataset="stdlib_code", data_dir="/tmp/unused"), "output": "/tmp/unused.jsonl",
+    },
+    "PlanSpec": {"model": ModelConfig(), "global_batch": 16, "len_x": 8, "len_y": 8, "devices": 8},
 }
 
 # Numeric fields deliberately left without a range, each with the reason. Empty: every int and

@@ -147,3 +147,38 @@ def test_a_run_from_before_fingerprints_loads_and_an_edited_tokenizer_file_is_re
         f.write(data[:-100])
     with pytest.raises(TokenizerIntegrityError, match="tokenizer.json"):
         Embedder.load(run)
+
+
+INSTRUCTED = {  # a run's DataConfig as its checkpoints store it: instructions follow the sources
+    "sources": [{"name": "code", "dataset": "site_code"}, {"name": "prose", "dataset": "site_text"}],
+    "instructions": [["Find the function: ", "Function: "], ["", "passage: "]],
+}
+
+
+def test_instructions_are_read_from_the_run_and_applied_per_source(embedder, tmp_path):
+    run = write_run_dir(str(tmp_path / "run"), embedder.model, jax.device_get(embedder.params), embedder.tokenizer,
+                        data_config=INSTRUCTED)
+    loaded = Embedder.load(run)
+    assert loaded.instructions == {"code": ("Find the function: ", "Function: "), "prose": ("", "passage: ")}
+    assert loaded.prefix == {"x": "", "y": ""}  # the sources differ: no default
+    np.testing.assert_array_equal(loaded.encode(TEXTS[:3], "x"), embedder.encode(TEXTS[:3], "x"))
+    code = loaded.with_instruction("code")
+    assert code.params is loaded.params and loaded.prefix == {"x": "", "y": ""}  # a copy
+    np.testing.assert_array_equal(code.encode(TEXTS[:3], "x"), embedder.encode(["Find the function: " + t for t in TEXTS[:3]], "x"))
+    np.testing.assert_array_equal(code.encode(TEXTS[:3], "y"), embedder.encode(["Function: " + t for t in TEXTS[:3]], "y"))
+    assert loaded.for_task("prose").prefix == {"x": "", "y": "passage: "}
+    assert loaded.for_task("stdlib_code") is loaded  # no source of that name
+    with pytest.raises(ValueError, match="no instruction for source 'cod'.*did you mean 'code'"):
+        loaded.with_instruction("cod")
+
+
+def test_one_instruction_shared_by_every_source_is_the_default(embedder, tmp_path):
+    shared = {**INSTRUCTED, "instructions": [["q: ", "d: "], ["q: ", "d: "]]}
+    run = write_run_dir(str(tmp_path / "run"), embedder.model, jax.device_get(embedder.params), embedder.tokenizer,
+                        data_config=shared)
+    loaded = Embedder.load(run)
+    assert loaded.prefix == {"x": "q: ", "y": "d: "}
+    np.testing.assert_array_equal(loaded.encode(TEXTS[:2], "query"), embedder.encode(["q: " + t for t in TEXTS[:2]], "query"))
+    # A run from before instructions existed has none.
+    old = write_run_dir(str(tmp_path / "old"), embedder.model, jax.device_get(embedder.params), embedder.tokenizer)
+    assert Embedder.load(old).instructions == {} and Embedder.load(old).prefix == {"x": "", "y": ""}

@@ -28,7 +28,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class FakeEmbedder(HashEncoder):
     """Stands in for cpt_jax.embedder.Embedder: load() and random_init() give differently salted encoders."""
 
-    model = tokenizer = max_len = None
+    model = tokenizer = max_len = instructions = None
     loaded: list[tuple[str, int | None, str | None]] = []
 
     @classmethod
@@ -37,7 +37,7 @@ class FakeEmbedder(HashEncoder):
         return cls("trained")
 
     @classmethod
-    def random_init(cls, model, tokenizer, max_len, seed: int = 0) -> FakeEmbedder:
+    def random_init(cls, model, tokenizer, max_len, instructions=None, seed: int = 0) -> FakeEmbedder:
         return cls("random")
 
     started_from: str | None = None  # what the fake run's meta names as its init_from
@@ -47,6 +47,12 @@ class FakeEmbedder(HashEncoder):
     def with_max_len(self, max_len: int) -> FakeEmbedder:
         FakeEmbedder.lengthened.append((self.salt, max_len))
         return type(self)(f"{self.salt}@{max_len}")
+
+    instructed: list[tuple[str, str]] = []
+
+    def with_instruction(self, source: str) -> FakeEmbedder:
+        FakeEmbedder.instructed.append((self.salt, source))
+        return type(self)(f"{self.salt}+{source}")
 
     @classmethod
     def pretrained_start(cls, run_dir: str, dtype: str | None = None) -> FakeEmbedder | None:
@@ -210,6 +216,39 @@ def test_max_len_lengthens_every_system_and_names_the_results_file(folders, monk
     assert FakeEmbedder.lengthened == [("trained", 256), ("start", 256), ("random", 256)]
     assert os.path.exists(os.path.join(run, "eval_test_len256.json"))
     assert not os.path.exists(os.path.join(run, "eval_test.json"))
+
+
+def test_instruction_applies_one_sources_prefixes_to_every_system(folders, monkeypatch, capsys):
+    run, beir, _ = folders
+    monkeypatch.setattr(FakeEmbedder, "started_from", "pkg://some_model/model")
+    monkeypatch.setattr(FakeEmbedder, "instructed", [])
+    cli.main(["--checkpoint", run, "--tasks", "none", "--beir", beir, "--instruction", "site_code"])
+    assert FakeEmbedder.instructed == [("trained", "site_code"), ("start", "site_code"), ("random", "site_code")]
+    assert os.path.exists(os.path.join(run, "eval_test_instruction-site_code.json"))
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--sentence_transformer", "d", "--instruction", "site_code"])
+    assert "a sentence-transformers model applies its own prompts" in capsys.readouterr().err
+
+
+def test_pair_tasks_use_each_encoders_encoder_for_the_task(monkeypatch):
+    from cpt_jax.eval import suite
+    from cpt_jax.eval.spec import EvalSpec
+
+    class PerTask(HashEncoder):
+        def for_task(self, name):
+            return HashEncoder(f"{self.salt}/{name}")
+
+    scored = []
+    monkeypatch.setattr(suite.builders, "prepare", lambda dataset, data_dir: None)
+    monkeypatch.setattr(suite, "load_pair_task", lambda dataset, split, data_dir, limit=None: dataset)
+    monkeypatch.setattr(suite, "score_dense", lambda task, encoder, batch_size: scored.append((task, encoder.salt)) or {})
+    monkeypatch.setattr(suite, "score_bm25", lambda task: {})
+    spec = EvalSpec(tasks=("site_code", "site_text"), baselines=False)
+    try:
+        suite.evaluate_pair_tasks({"run": PerTask("r"), "plain": HashEncoder("p")}, spec)
+    except AttributeError:  # the fake task has no name: the encoders were already picked
+        pass
+    assert scored[:2] == [("site_code", "r/site_code"), ("site_code", "p")]
 
 
 def test_max_pairs_scores_the_first_pairs_of_the_split(folders, monkeypatch):

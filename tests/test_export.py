@@ -100,3 +100,29 @@ def test_export_at_a_longer_max_len_reproduces_the_lengthened_embedder(imported_
     for side in ("query", "document"):
         np.testing.assert_allclose(theirs.encode(TEXTS, side, batch_size=2), ours.encode(TEXTS, side=side), atol=1e-4)
     assert not np.allclose(ours.encode(TEXTS[3:4], "query"), Embedder.load(imported_run).encode(TEXTS[3:4], "query"))
+
+
+INSTRUCTED = {
+    "sources": [{"name": "code"}, {"name": "prose"}],
+    "instructions": [["Find the function: ", "Function: "], ["", "passage: "]],
+}
+
+
+def test_instructions_become_the_prompts_that_encode_query_and_document_apply(tmp_path):
+    tokenizer = Tokenizer.from_pretrained(MINILM)
+    model = pretrained.model_config(MINILM, ModelConfig())
+    params = pretrained.encoder_params(MINILM, model, tokenizer)
+    run_dir = write_run_dir(str(tmp_path / "run"), model, params, tokenizer, 32, 64, data_config=INSTRUCTED)
+    with pytest.raises(ValueError, match="different instructions.*--instruction code"):
+        export.export(run_dir, str(tmp_path / "refused"))
+    assert not os.path.exists(tmp_path / "refused")
+    out = export.export(run_dir, str(tmp_path / "exported"), instruction="code")
+    ours = Embedder.load(run_dir).with_instruction("code")
+    theirs = SentenceTransformerEncoder(out)
+    assert theirs.model.prompts == {"query": "Find the function: ", "document": "Function: "}
+    for side in ("query", "document"):
+        np.testing.assert_allclose(theirs.encode(TEXTS, side, batch_size=2), ours.encode(TEXTS, side=side), atol=1e-4)
+    np.testing.assert_allclose(theirs.model.encode(TEXTS), ours.encode(TEXTS, side="document"), atol=1e-4)
+    # The prompts change the embeddings: without them the texts would encode differently.
+    plain = Embedder.load(run_dir)
+    assert not np.allclose(plain.encode(TEXTS[:2], side="query"), ours.encode(TEXTS[:2], side="query"), atol=1e-3)

@@ -38,11 +38,14 @@ LAYERS: tuple[tuple[int, str], ...] = (
     (4, "cpt_jax.embedder"),
     (5, "cpt_jax.eval"),
     (5, "cpt_jax.interop.export"),  # exports a run loaded by the embedder
-    (6, "cpt_jax.cli"),
-    (6, "cpt_jax.evaluate"),  # the python -m entry points
-    (6, "cpt_jax.embed"),
-    (6, "cpt_jax.export"),
-    (6, "cpt_jax"),  # the package root: the public API (cpt_jax.Embedder)
+    (5, "cpt_jax.plan"),  # compiles the train step ahead of time for a target mesh; python -m via plan/__main__.py
+    (6, "cpt_jax.mining"),  # hard negatives: searches with the embedder and eval's retrieval
+    (7, "cpt_jax.cli"),
+    (7, "cpt_jax.evaluate"),  # the python -m entry points
+    (7, "cpt_jax.embed"),
+    (7, "cpt_jax.export"),
+    (7, "cpt_jax.mine"),
+    (7, "cpt_jax"),  # the package root: the public API (cpt_jax.Embedder)
 )
 # Edges the ranks allow but the design does not: evaluation scores the Encoder protocol and
 # knows no model, checkpoint or training code.

@@ -5,6 +5,8 @@ train       python -m cpt_jax.train
 evaluate    python -m cpt_jax.evaluate
 embed       python -m cpt_jax.embed
 export      python -m cpt_jax.export
+mine        python -m cpt_jax.mine
+plan        python -m cpt_jax.plan (cpt_jax/plan/__main__.py)
 describe    python -m cpt_jax.model.describe
 fingerprint python -m cpt_jax.data.fingerprint
 

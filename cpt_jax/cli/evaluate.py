@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="score each pair task on its split's first N pairs, a fixed sample (default: all)")
     p.add_argument("--max_len", type=int, default=None,
                    help="encode both sides at up to N tokens (default: the lengths the run trained with)")
+    p.add_argument("--instruction", default=None,
+                   help="encode every task with the instruction of this source of the run (default: a task uses "
+                   "the instruction of the run's source of the same name, else the one all sources share, else none)")
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--dtype", default=None, choices=DTYPES, help="compute dtype of --checkpoint (default: the run's)")
     p.add_argument("--chunk_size", type=int, default=10_000, help="BEIR documents encoded and searched per step")
@@ -112,6 +115,9 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, EvalSpec]:
     if (args.sentence_transformer or "").startswith(pretrained.PACKAGE_SCHEME) and not args.output:
         p.error(f"--sentence_transformer {args.sentence_transformer} is a directory inside an installed package; "
                 "pass --output FILE for the results (nothing is written into the package).")
+    if args.sentence_transformer and args.instruction is not None:
+        p.error("--instruction picks a cpt-jax run's source instruction; a sentence-transformers model applies its own "
+                "prompts (an exported run's are in config_sentence_transformers.json). Drop --instruction.")
     try:
         return args, spec_from_args(args)
     except (TypeError, ValueError) as e:
@@ -146,9 +152,11 @@ def build_systems(args: argparse.Namespace, spec: EvalSpec) -> tuple[dict[str, E
         if start is not None:
             systems[START] = start
     if spec.baselines:
-        systems[RANDOM] = Embedder.random_init(trained.model, trained.tokenizer, trained.max_len)
+        systems[RANDOM] = Embedder.random_init(trained.model, trained.tokenizer, trained.max_len, trained.instructions)
     if args.max_len is not None:
         systems = {name: encoder.with_max_len(args.max_len) for name, encoder in systems.items()}
+    if args.instruction is not None:
+        systems = {name: encoder.with_instruction(args.instruction) for name, encoder in systems.items()}
     if spec.tasks and not args.data_dir:
         _, meta = checkpoint.read_meta(args.checkpoint, args.step)
         data_dir = run_data_dir(meta, spec.tasks)
@@ -163,6 +171,7 @@ def output_path(args: argparse.Namespace) -> str:
     suffix = f"_step{args.step}" if args.step is not None else ""
     suffix += f"_{args.dtype}" if args.dtype else ""
     suffix += f"_len{args.max_len}" if args.max_len is not None else ""
+    suffix += f"_instruction-{args.instruction}" if args.instruction is not None else ""
     return os.path.join(args.checkpoint or args.sentence_transformer, f"eval_{args.split}{suffix}.json")
 
 

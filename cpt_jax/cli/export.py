@@ -19,12 +19,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="new directory for the PyTorch model")
     p.add_argument("--max_len", type=int, default=None,
                    help="tokens per text on both sides (default: the lengths the run trained with)")
+    p.add_argument("--instruction", default=None,
+                   help="the run's source whose instruction becomes the query / document prompts (default: the one "
+                   "all sources share; required when they differ)")
     return p.parse_args(list(argv))
 
 
 def main(argv: Sequence[str]) -> int | None:
     args = parse_args(argv)
-    out = export(args.checkpoint, args.out, args.step, args.max_len)
+    out = export(args.checkpoint, args.out, args.step, args.max_len, args.instruction)
     print(f"wrote {out}: load it with transformers.AutoModel.from_pretrained({out!r}) or "
           f"sentence_transformers.SentenceTransformer({out!r})", flush=True)
     return None

@@ -35,6 +35,7 @@ from cpt_jax.data.sources import (
     TextFilesSource,
     TfdsTextSource,
 )
+from cpt_jax.loss import LossConfig
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel.mesh import MeshConfig
 from cpt_jax.train.config import TrainConfig
@@ -51,6 +52,7 @@ CONFIGURABLES = {
         MeshConfig,
         OptimizerConfig,
         TemperatureConfig,
+        LossConfig,
         TrainConfig,
         TextFilesSource,
         CodeFilesSource,
@@ -229,7 +231,30 @@ def _suggestion(message: str) -> str:
 def build(name: str):
     """An instance of a registered config class (e.g. "TrainConfig") from the parsed bindings.
     Each config dataclass checks its field types and values itself (cpt_jax/typecheck.py)."""
-    return CONFIGURABLES[name]()
+    return _with_bound_defaults(CONFIGURABLES[name]())
+
+
+def _is_bound(parameter: str) -> bool:
+    try:
+        gin.query_parameter(parameter)
+        return True
+    except ValueError:
+        return False
+
+
+def _with_bound_defaults(config):
+    """`config` with each nested config it left at its default (e.g. TrainConfig.loss) built from
+    that class's own bindings when there are any: gin applies `LossConfig.mask_duplicates = True`
+    only where `@LossConfig()` is called, so without `TrainConfig.loss = @LossConfig()` the
+    binding would silently do nothing."""
+    cls, updates = type(config).__name__, {}
+    for field in dataclasses.fields(config):
+        nested = type(field.default).__name__
+        if nested not in CONFIGURABLES or _is_bound(f"{cls}.{field.name}"):
+            continue
+        if any(_is_bound(f"{nested}.{f.name}") for f in dataclasses.fields(field.default)):
+            updates[field.name] = CONFIGURABLES[nested]()
+    return dataclasses.replace(config, **updates) if updates else config
 
 
 def operative_config() -> str:

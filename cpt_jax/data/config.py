@@ -29,6 +29,14 @@ class DataConfig:
       0 leaves the batch and the loss as they are.
     log_fingerprints: the loop appends an order-free fingerprint of every global batch to
       <output_dir>/batch_fingerprints.jsonl (for checking resumes; costs a gather per step).
+    batching: "mixed" (every batch holds every source, c_k(s) rows of source k: data/mixture.py)
+      or "by_source" (each step's whole global batch comes from one source, chosen by weight from
+      (seed, step) alone, so every process agrees; in-batch negatives then differ by meaning, not by
+      source).
+    instructions: one (x_prefix, y_prefix) pair per source, or empty for none: text put before
+      every x (and y, and hard negative) of that source before tokenisation, inside the side's
+      delimiters (E5 / BGE style "query: " / "passage: ", or a task description). Saved with the
+      run; Embedder, evaluate, mine and export apply them by source name.
     """
 
     max_len_x: int
@@ -41,6 +49,8 @@ class DataConfig:
     prefetch_batches: int = 4  # local batches produced ahead of the consumer (0: none, synchronous)
     num_negatives: int = 0
     log_fingerprints: bool = False
+    batching: str = "mixed"
+    instructions: tuple = ()
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
         "max_len_x": at_least(1, "tokens per x sequence, delimiters included"),
@@ -66,6 +76,33 @@ class DataConfig:
             )
         if self.weights:
             mixture.normalise(self.weights)
+        if self.batching not in BATCHING:
+            raise ValueError(f"DataConfig.batching={self.batching!r}; use one of {BATCHING}.")
+        object.__setattr__(self, "instructions", _checked_instructions(self.instructions, len(self.sources)))
+
+
+BATCHING = ("mixed", "by_source")
+
+
+def _checked_instructions(value: object, num_sources: int) -> tuple[tuple[str, str], ...]:
+    """DataConfig.instructions as a tuple of (x_prefix, y_prefix) string pairs, one per source."""
+    example = 'e.g. DataConfig.instructions = (("query: ", "passage: "),) for one source'
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"DataConfig.instructions={value!r} must be a tuple of (x_prefix, y_prefix) pairs; {example}.")
+    pairs = []
+    for i, pair in enumerate(value):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
+            raise TypeError(
+                f"DataConfig.instructions[{i}]={pair!r} must be a pair of strings (x_prefix, y_prefix); "
+                f'use "" for no prefix on a side; {example}.'
+            )
+        pairs.append(tuple(pair))
+    if pairs and len(pairs) != num_sources:
+        raise ValueError(
+            f"DataConfig.instructions has {len(pairs)} pairs for {num_sources} sources; give one (x_prefix, "
+            "y_prefix) pair per source, in the order of DataConfig.sources (or none)."
+        )
+    return tuple(pairs)
 
 
 def check_process_slice(config: DataConfig, global_batch_size: int, process_index: int, process_count: int) -> None:

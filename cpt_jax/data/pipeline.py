@@ -29,8 +29,9 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from cpt_jax.batch import Negatives, PairBatch, padded_side
+from cpt_jax.batch import ContentIds, Negatives, PairBatch, padded_side
 from cpt_jax.data import mixture
+from cpt_jax.data.content import content_ids
 from cpt_jax.data.config import DataConfig, check_process_slice, check_stream_layout, readers_for, require_sources
 from cpt_jax.data.prefetch import Prefetch
 from cpt_jax.data.sources.base import Record, Source, is_random_access
@@ -39,6 +40,7 @@ from cpt_jax.data.stream import GlobalOrder, ReaderState, SourceReader
 from cpt_jax.data.tokenizer import Tokenizer
 
 STREAM_META_KEY = "data_stream"  # checkpoint meta key of Batches.checkpoint_meta
+LAYOUT_DEFAULTS = {"batching": "mixed"}  # layout keys that checkpoints written before them lack
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +99,14 @@ class Batches:
         if len(self.weights) != len(self.sources):
             raise ValueError(f"{len(config.weights)} weights for {len(self.sources)} sources; give one per source.")
         self.rows_per_reader = global_batch_size // self.num_readers
+        self.schedule = mixture.Schedule(
+            self.weights, self.rows_per_reader, by_source=config.batching == "by_source", offset=config.seed
+        )
+        self.instructions = config.instructions or (("", ""),) * len(self.sources)
+        if len(self.instructions) != len(self.sources):
+            raise ValueError(
+                f"{len(self.instructions)} instruction pairs for {len(self.sources)} sources; give one per source."
+            )
         per_process = self.num_readers // process_count
         self.reader_ids = range(process_index * per_process, (process_index + 1) * per_process)
         # Random-access sources: records; streaming sources: shards. Checked again on resume.
@@ -109,8 +119,9 @@ class Batches:
         return [s for s in self.sources if s.name not in self._orders]
 
     def step_counts(self, step: int) -> list[int]:
-        """Rows each source gives every reader at `step` (sums to global_batch_size / V)."""
-        return mixture.step_counts(self.weights, self.rows_per_reader, step)
+        """Rows each source gives every reader at `step` (sums to global_batch_size / V; with
+        DataConfig.batching="by_source", all from one source)."""
+        return self.schedule.step(step)
 
     def produce(self, start_step: int = 0, resume: dict | None = None) -> Prefetch[Produced]:
         """Produced batches of steps start_step, start_step + 1, ... forever.
@@ -145,17 +156,19 @@ class Batches:
     def _records(self, step: int, readers: dict[str, list[SourceReader]]) -> list[Record]:
         """This process's records of `step`, reader-major then source-major."""
         counts = self.step_counts(step)
-        before = mixture.cumulative_counts(self.weights, self.rows_per_reader, step)
+        before = self.schedule.cumulative(step)
         per_source: list[list[list[Record]]] = []  # [source][local reader] -> records
-        for src, count, done in zip(self.sources, counts, before):
+        for src, count, done, prefixes in zip(self.sources, counts, before, self.instructions):
             if count == 0:
                 per_source.append([[] for _ in self.reader_ids])
-            elif src.name in readers:
-                per_source.append([r.take(count) for r in readers[src.name]])
+                continue
+            if src.name in readers:
+                parts = [r.take(count) for r in readers[src.name]]
             else:  # the local readers' slices are contiguous in the global stream: fetch them at once
                 first = self.num_readers * done + self.reader_ids[0] * count
                 rows = src.fetch(self._orders[src.name].rows(first, first + count * len(self.reader_ids)))
-                per_source.append([rows[i * count : (i + 1) * count] for i in range(len(self.reader_ids))])
+                parts = [rows[i * count : (i + 1) * count] for i in range(len(self.reader_ids))]
+            per_source.append([[with_instruction(r, *prefixes) for r in part] for part in parts])
         return [r for i in range(len(self.reader_ids)) for part in per_source for r in part[i]]
 
     def checkpoint_meta(self, positions: Sequence[StreamPosition], drop_stats: dict) -> dict:
@@ -196,7 +209,8 @@ class Batches:
 
     def _layout(self) -> dict:
         cfg = self.config
-        return {"seed": cfg.seed, "stream_readers": cfg.stream_readers, "shuffle_window": cfg.shuffle_window}
+        return {"seed": cfg.seed, "stream_readers": cfg.stream_readers, "shuffle_window": cfg.shuffle_window,
+                "batching": cfg.batching}
 
     def _restore(self, start_step: int, resume: dict | None) -> dict[str, list[ReaderState]]:
         """This process's reader states, checked against the saved layout and sources."""
@@ -206,7 +220,7 @@ class Batches:
             resume = self.resume_meta(None, start_step)  # raises unless the position is the step
             if resume is None:
                 return {s.name: [ReaderState()] * len(self.reader_ids) for s in self.streaming}
-        saved_layout = {k: resume.get(k) for k in self._layout()}
+        saved_layout = {k: resume.get(k, LAYOUT_DEFAULTS.get(k)) for k in self._layout()}
         saved_sizes = {s["name"]: s.get("num_shards", s.get("num_examples")) for s in resume["sources"]}
         if saved_layout != self._layout() or saved_sizes != self.sizes or resume["step"] != start_step:
             raise ValueError(
@@ -219,18 +233,32 @@ class Batches:
 
 
 def tokenize_pairs(records: Sequence[Record], tokenizer: Tokenizer, config: DataConfig) -> PairBatch:
-    """{"x", "y", optional "negatives"} records -> the PairBatch (see Batches)."""
+    """{"x", "y", optional "negatives"} records -> the PairBatch (see Batches), with the content ids
+    (content_ids) of every text as the model reads it, for false-negative masking in the loss."""
     x = padded_side(*tokenizer.encode([r["x"] for r in records], "x", config.max_len_x))
     y = padded_side(*tokenizer.encode([r["y"] for r in records], "y", config.max_len_y))
+    x_ids, y_ids = content_ids([r["x"] for r in records]), content_ids([r["y"] for r in records])
     n = config.num_negatives
     if not n:
-        return PairBatch(x, y)
+        return PairBatch(x, y, ids=ContentIds(x_ids, y_ids))
     given = [list(r.get("negatives") or ())[:n] for r in records]
     texts = [negs[j] if j < len(negs) else "" for negs in given for j in range(n)]
     n_tokens, n_mask = tokenizer.encode(texts, "y", config.max_len_y)
     side = padded_side(n_tokens.reshape(len(records), n, -1), n_mask.reshape(len(records), n, -1))
     valid = (np.arange(n)[None, :] < np.array([len(g) for g in given])[:, None]).astype(np.int32)
-    return PairBatch(x, y, Negatives(side, valid))
+    ids = ContentIds(x_ids, y_ids, content_ids(texts).reshape(len(records), n, 2))
+    return PairBatch(x, y, Negatives(side, valid), ids)
+
+
+def with_instruction(record: Record, x_prefix: str, y_prefix: str) -> Record:
+    """The record as the model reads it: its source's instruction before x, and before y and every
+    hard negative (y-side texts). The record itself is left unchanged (sources may cache it)."""
+    if not (x_prefix or y_prefix):
+        return record
+    out = {**record, "x": x_prefix + record["x"], "y": y_prefix + record["y"]}
+    if record.get("negatives"):
+        out["negatives"] = [y_prefix + n for n in record["negatives"]]
+    return out
 
 
 def merge_counts(*counts: dict) -> dict:

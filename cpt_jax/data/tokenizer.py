@@ -305,16 +305,21 @@ class Tokenizer:
         """Jinja template that renders a text as this tokenizer encodes it, by task.
 
         sentence-transformers passes ``task`` ("query" -> x side, anything else -> y side),
-        so ``encode_query`` / ``encode_document`` carry the side delimiters.
+        so ``encode_query`` / ``encode_document`` carry the side delimiters. It passes a prompt
+        (an exported run's instruction) as a system message before the text; the template puts
+        its content right before the text, inside the delimiters, as training did.
         """
 
         def render(side: Side) -> str:
             head, tail = self.fixed_tokens(side)
             as_text = lambda ids: "".join(self._backend.id_to_token(i) for i in ids)  # noqa: E731
-            return as_text(head) + "{{ message['content'] }}" + as_text(tail)
+            return as_text(head) + "{{ ns.prompt }}{{ message['content'] }}" + as_text(tail)
 
         return (
-            "{%- for message in messages %}{%- if message['role'] == 'user' %}"
+            "{%- set ns = namespace(prompt='') %}"
+            "{%- for message in messages %}"
+            "{%- if message['role'] == 'system' %}{%- set ns.prompt = ns.prompt + message['content'] %}"
+            "{%- elif message['role'] == 'user' %}"
             "{%- if task == 'query' %}" + render("x") + "{%- else %}" + render("y") + "{%- endif %}"
             "{%- endif %}{%- endfor %}"
         )

@@ -11,11 +11,19 @@ import numpy as np
 
 
 class Encoder(Protocol):
-    """Anything that embeds texts: :class:`cpt_jax.embedder.Embedder`, or a test fake."""
+    """Anything that embeds texts: :class:`cpt_jax.embedder.Embedder`, or a test fake. It may also
+    have ``for_task(name) -> Encoder``, the encoder for a task of that name (see for_task)."""
 
     def encode(self, texts: Sequence[str], side: str, batch_size: int) -> np.ndarray:
         """texts -> float32 ``[len(texts), d]`` with L2-normalised rows; side is "query" or "document"."""
         ...
+
+
+def for_task(encoder: Encoder, name: str) -> Encoder:
+    """The encoder to score task ``name`` with: ``encoder.for_task(name)`` when it has that optional
+    method (a run trained with per-source instructions uses its source's), else the encoder itself."""
+    pick = getattr(encoder, "for_task", None)
+    return pick(name) if callable(pick) else encoder
 
 
 def encode_checked(encoder: Encoder, texts: Sequence[str], side: str, batch_size: int) -> np.ndarray:

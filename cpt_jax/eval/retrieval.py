@@ -100,11 +100,26 @@ class TopKAccumulator:
     chunk is kept. The result equals a stable sort of the full score matrix.
     """
 
-    def __init__(self, queries: np.ndarray, k: int, query_block: int = 1024) -> None:
-        """queries: ``[Q, d]`` embeddings; k: results kept per query; query_block: queries scored per step."""
+    def __init__(
+        self, queries: np.ndarray, k: int, query_block: int = 1024, query_keys: np.ndarray | None = None
+    ) -> None:
+        """queries: ``[Q, d]`` embeddings; k: results kept per query; query_block: queries scored per step.
+
+        query_keys: ``[Q, m]`` int64 content keys a query must never retrieve (e.g. hashes of its
+        own text and of its positive): a document whose key (``add(..., keys=)``) equals any of
+        its query's keys scores -inf, by the same block mask as ``exclude`` (so excluding a
+        repeated text costs no list of pairs). ``key_matches [Q, m]`` counts the documents
+        excluded per query under the first of its keys each one matched.
+        """
         queries = np.asarray(queries)
         if queries.ndim != 2:
             raise ValueError(f"queries must be a [Q, d] matrix, got shape {queries.shape}.")
+        if query_keys is not None:
+            query_keys = np.asarray(query_keys, np.int64)
+            if query_keys.ndim != 2 or query_keys.shape[0] != queries.shape[0]:
+                raise ValueError(f"query_keys must be [Q={queries.shape[0]}, m], got shape {query_keys.shape}.")
+        self._query_keys = query_keys
+        self.key_matches = np.zeros((queries.shape[0], 0 if query_keys is None else query_keys.shape[1]), np.int64)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}.")
         if query_block < 1:
@@ -116,7 +131,7 @@ class TopKAccumulator:
         self._scores = np.empty((queries.shape[0], 0), dtype=self._queries.dtype)
         self._ids = np.empty((queries.shape[0], 0), dtype=np.int64)
 
-    def add(self, docs: np.ndarray, exclude: np.ndarray | None = None) -> None:
+    def add(self, docs: np.ndarray, exclude: np.ndarray | None = None, keys: np.ndarray | None = None) -> None:
         """Score the next chunk and merge it into the running top-k.
 
         Args:
@@ -124,11 +139,18 @@ class TopKAccumulator:
           exclude: ``[E, 2]`` int (query row, document id) pairs, any ids; those
             inside this chunk score -inf, so they rank after every other
             document (callers drop them from the result).
+          keys: ``[C]`` int64 content keys of the documents, matched against the
+            ``query_keys`` given at construction (required with them).
         """
         if docs.ndim != 2 or docs.shape[1] != self._queries.shape[1]:
             raise ValueError(
                 f"Expected a document chunk [C, d={self._queries.shape[1]}], got {docs.shape}; "
                 "encode queries and documents with the same model."
+            )
+        if (keys is None) != (self._query_keys is None) or (keys is not None and np.shape(keys) != docs.shape[:1]):
+            raise ValueError(
+                f"keys must be given ([C={docs.shape[0]}] int64) exactly when the accumulator has query_keys; "
+                f"got {None if keys is None else np.shape(keys)}."
             )
         start, end = self.num_docs, self.num_docs + docs.shape[0]
         if exclude is not None and len(exclude):
@@ -143,6 +165,8 @@ class TopKAccumulator:
             if exclude is not None and len(exclude):
                 mine = exclude[(exclude[:, 0] >= qs) & (exclude[:, 0] < qs + q.shape[0])]
                 s[mine[:, 0] - qs, mine[:, 1] - start] = -np.inf
+            if keys is not None:
+                self._exclude_keys(s, qs, np.asarray(keys, np.int64))
             ts, ti = top_k(s, self.k, offset=start)
             scores[qs : qs + q.shape[0]], ids[qs : qs + q.shape[0]] = _sort_desc(
                 np.concatenate([self._scores[qs : qs + q.shape[0]], ts], axis=1),
@@ -150,6 +174,13 @@ class TopKAccumulator:
                 self.k,
             )
         self._scores, self._ids, self.num_docs = scores, ids, end
+
+    def _exclude_keys(self, s: np.ndarray, qs: int, keys: np.ndarray) -> None:
+        """Sets to -inf the scores ``s [B, C]`` of documents whose key equals one of the block's
+        query keys (rows ``qs .. qs + B - 1``), counting each under the first key it matched."""
+        hit = self._query_keys[qs : qs + s.shape[0], :, None] == keys[None, None, :]  # [B, m, C]
+        self.key_matches[qs : qs + s.shape[0]] += (hit & (np.cumsum(hit, axis=1) == 1)).sum(axis=2)
+        s[hit.any(axis=1)] = -np.inf
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """``(scores [Q, k'], ids [Q, k'])``, ``k' = min(k, num_docs)``, best first."""

@@ -14,11 +14,20 @@ import numpy as np
 class SentenceTransformerEncoder:
     """encode(texts, side) through ``encode_query`` (side "query"/"x") or ``encode_document``."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, max_len: int | None = None) -> None:
+        """path: the model directory; max_len: tokens read per text (default: the model's own
+        ``max_seq_length``), e.g. shorter to encode a large corpus faster on a CPU."""
         from sentence_transformers import SentenceTransformer
 
         self.path = path
         self.model = SentenceTransformer(path, device="cpu")
+        if max_len is not None:
+            if not 1 <= max_len <= self.model.max_seq_length:
+                raise ValueError(
+                    f"max_len={max_len}: {path} reads 1 to {self.model.max_seq_length} tokens per text "
+                    "(its max_seq_length); pass a length in that range."
+                )
+            self.model.max_seq_length = max_len
 
     def encode(self, texts: Sequence[str], side: str = "document", batch_size: int = 64) -> np.ndarray:
         encode = self.model.encode_query if side in ("query", "x") else self.model.encode_document

@@ -16,7 +16,7 @@ from cpt_jax.data import builders, probe_tasks
 from cpt_jax.eval.bag_of_words import TfidfEncoder
 from cpt_jax.eval.beir import evaluate_beir, evaluate_beir_bm25
 from cpt_jax.eval.classification import classification_files, evaluate_classification, read_labelled
-from cpt_jax.eval.common import Encoder
+from cpt_jax.eval.common import Encoder, for_task
 from cpt_jax.eval.spec import EvalSpec
 from cpt_jax.eval.tasks import load_pair_task, score_bm25, score_dense
 
@@ -44,7 +44,8 @@ def evaluate_pair_tasks(systems: Mapping[str, Encoder], spec: EvalSpec) -> Resul
     for dataset in spec.tasks:
         builders.prepare(dataset, spec.data_dir)
         task = load_pair_task(dataset, spec.split, spec.data_dir, limit=spec.max_pairs)
-        scores = {name: score_dense(task, encoder, spec.batch_size) for name, encoder in systems.items()}
+        # A run with per-source instructions encodes a task with its source's (Embedder.for_task).
+        scores = {name: score_dense(task, for_task(e, dataset), spec.batch_size) for name, e in systems.items()}
         if spec.baselines:
             scores[BM25] = score_bm25(task)
         results[f"{task.name} ({len(task.queries)} queries, {len(task.docs)} docs)"] = scores

@@ -25,10 +25,15 @@ from cpt_jax.interop.hf_weights import save_hf_checkpoint
 POOLING_MODES = {"eos": "lasttoken", "mean": "mean"}
 
 
-def export(run_dir: str, out_dir: str, step: int | None = None, max_len: int | None = None) -> str:
+def export(
+    run_dir: str, out_dir: str, step: int | None = None, max_len: int | None = None, instruction: str | None = None
+) -> str:
     """Writes the exported model to out_dir and returns out_dir. max_len: the tokens per text the
     exported model reads on both sides (default: each side's training length; see
-    Embedder.with_max_len)."""
+    Embedder.with_max_len). instruction: the run's source whose instruction (DataConfig.instructions)
+    becomes the model's prompts "query" / "document", which encode_query / encode_document (and a
+    plain encode, the document side) put before every text; default: the one all sources share.
+    A run whose sources have different instructions must name one."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Normalize, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
@@ -36,6 +41,7 @@ def export(run_dir: str, out_dir: str, step: int | None = None, max_len: int | N
     embedder = Embedder.load(run_dir, step)
     if max_len is not None:
         embedder = embedder.with_max_len(max_len)
+    embedder = _with_export_instruction(embedder, run_dir, instruction)
     model = embedder.model
     if os.path.exists(out_dir) and os.listdir(out_dir):
         raise FileExistsError(f"{out_dir} is not empty; export into a new directory (nothing was overwritten).")
@@ -52,5 +58,23 @@ def export(run_dir: str, out_dir: str, step: int | None = None, max_len: int | N
             max_seq_length=embedder.max_len["y"],
         )
         pooling = Pooling(model.d_model, pooling_mode=POOLING_MODES[model.pooling])
-        SentenceTransformer(modules=[transformer, pooling, Normalize()], similarity_fn_name="cosine").save(tmp)
+        prompts = {"query": embedder.prefix["x"], "document": embedder.prefix["y"]}
+        SentenceTransformer(
+            modules=[transformer, pooling, Normalize()], similarity_fn_name="cosine",
+            **({"prompts": prompts, "default_prompt_name": "document"} if any(prompts.values()) else {}),
+        ).save(tmp)
     return out_dir
+
+
+def _with_export_instruction(embedder: Embedder, run_dir: str, instruction: str | None) -> Embedder:
+    """The embedder whose prefixes the export writes as prompts (see export)."""
+    if instruction is not None:
+        return embedder.with_instruction(instruction)
+    if len(set(embedder.instructions.values())) > 1:
+        raise ValueError(
+            f"{run_dir} trained its sources with different instructions {embedder.instructions}; a "
+            "sentence-transformers model has one query and one document prompt, so name the source whose "
+            f"instruction it should use: export --instruction {sorted(embedder.instructions)[0]} (one of "
+            f"{sorted(embedder.instructions)})."
+        )
+    return embedder

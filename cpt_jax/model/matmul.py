@@ -19,7 +19,9 @@ plain form costs (bench/README.md, "bfloat16 on the CPU"):
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -27,8 +29,33 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
+# The platform whose form of the product is traced: None follows jax.default_backend(). The planner
+# (cpt_jax/plan) compiles the step an accelerator would run on this machine's CPU, so it traces
+# that accelerator's form (target_backend), not the CPU's.
+_target_platform: str | None = None
+
+
 def _on_cpu() -> bool:
-    return jax.default_backend() == "cpu"
+    return (_target_platform or jax.default_backend()) == "cpu"
+
+
+@contextlib.contextmanager
+def target_backend(platform: str | None) -> Iterator[None]:
+    """Within it, products are traced in the form for `platform` ("cpu", "gpu", "tpu"; None: the
+    default backend), whatever backend compiles them. JAX caches traces by function and shapes,
+    not by this choice, so its caches are cleared whenever the form changes (on entry and exit)."""
+    global _target_platform
+    previous = _target_platform
+    changes = (platform or jax.default_backend()) != (previous or jax.default_backend())
+    if changes:
+        jax.clear_caches()
+    _target_platform = platform
+    try:
+        yield
+    finally:
+        _target_platform = previous
+        if changes:
+            jax.clear_caches()
 
 
 def _swap(x: Array) -> Array:

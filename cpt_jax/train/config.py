@@ -8,6 +8,7 @@ from typing import ClassVar
 import jax
 
 from cpt_jax.data.config import DataConfig, check_stream_layout, require_sources
+from cpt_jax.loss import LossConfig
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel.mesh import MESH_AXES, MeshConfig
 from cpt_jax.train.optimizer import OptimizerConfig
@@ -32,6 +33,7 @@ class TrainConfig:
       train one on the train split; either way it is saved in <output_dir>/tokenizer/.
     shared_delimiters: both sides get [SOS]_x .. [EOS]_x instead of their own pair (the paper's
       ablation); saved with the run's tokenizer, so evaluation, embedding and export follow.
+    loss: false-negative masking in the contrastive loss (loss/config.LossConfig; off by default).
     sharding_rules: logical-axis -> mesh-axis pairs; None for parallel.rules.DEFAULT_RULES.
     grad_cache_chunk_size: 0 for the plain step; else GradCache with chunks of this many pairs
       (over all devices): activation memory is that of one chunk, the gradient is unchanged.
@@ -58,6 +60,7 @@ class TrainConfig:
     mesh: MeshConfig = MeshConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
     temperature: TemperatureConfig = TemperatureConfig()
+    loss: LossConfig = LossConfig()
     sharding_rules: tuple | None = None
     seed: int = 0
     log_every: int = 50

@@ -22,7 +22,10 @@ import time
 from collections.abc import Mapping
 from typing import BinaryIO
 
-CONSOLE_KEYS = ("loss", "accuracy_xy", "accuracy_yx", "temperature", "grad_norm")
+CONSOLE_KEYS = ("loss", "accuracy_xy", "accuracy_yx", "temperature", "grad_norm", "masked_duplicates", "masked_similar")
+# Masked logits per step (LossConfig; a log line has their mean per step over its interval):
+# counts, printed whole rather than to 4 significant digits.
+COUNT_KEYS = frozenset({"masked_duplicates", "masked_similar"})
 
 
 def format_duration(seconds: float) -> str:
@@ -93,7 +96,9 @@ class MetricsWriter:
         self._events.scalars(step, scalars)
         self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
         self._jsonl.flush()
-        fields = " ".join(f"{k} {scalars[k]:.4g}" for k in CONSOLE_KEYS if k in scalars)
+        fields = " ".join(
+            f"{k} {scalars[k]:.0f}" if k in COUNT_KEYS else f"{k} {scalars[k]:.4g}" for k in CONSOLE_KEYS if k in scalars
+        )
         rate = ""
         if self._t0 is not None and step > self._step0:
             per_step = (time.perf_counter() - self._t0) / (step - self._step0)

@@ -112,7 +112,9 @@ def build_run(
         state, shardings = train_state_from_params(init_params, config.model, config.temperature, tx, mesh, rules)
     else:
         state, shardings = create_train_state(config.model, config.temperature, tx, mesh, rules, config.seed)
-    ctx = StepContext(config.model, config.temperature, tx, mesh, rules, config.seed, grad_cache_chunks=chunks)
+    ctx = StepContext(
+        config.model, config.temperature, tx, mesh, rules, config.seed, grad_cache_chunks=chunks, loss=config.loss
+    )
     step = make_train_step(ctx, shardings, lambda s: learning_rate(config.optimizer, config.num_steps, s))
     layout = packer(mesh, chunks) if config.pack_sequences else (lambda local: local)
     return Run(config, mesh, rules, tx, state, shardings, ctx, step, layout, meta)

@@ -13,7 +13,7 @@ import optax
 from jax.sharding import Mesh
 
 from cpt_jax.batch import PairBatch
-from cpt_jax.loss import sharded_contrastive_loss
+from cpt_jax.loss import LossConfig, sharded_contrastive_loss
 from cpt_jax.model import ModelConfig, embed_side, real_tokens
 from cpt_jax.parallel.mesh import BATCH_AXES
 from cpt_jax.parallel.rules import Rules, batch_sharding
@@ -34,6 +34,7 @@ class StepContext:
     rules: Rules
     seed: int
     grad_cache_chunks: int = 1  # >1: GradCache over this many chunks of the global batch
+    loss: LossConfig = LossConfig()  # false-negative masking (reads PairBatch.ids)
 
 
 def _encode(ctx: StepContext) -> EncodeFn:
@@ -43,8 +44,12 @@ def _encode(ctx: StepContext) -> EncodeFn:
 def _loss_of_embeddings(
     x: Array, y: Array, negatives: Array | None, params: Any, batch: PairBatch, ctx: StepContext
 ) -> tuple[Array, dict[str, Array]]:
+    """The loss of the full batch's embeddings (plain step and GradCache alike): x, y [N, d],
+    negatives [N, n, d] or None; the batch gives the negatives' validity and the content ids."""
     valid = None if negatives is None else batch.negatives.valid
-    return sharded_contrastive_loss(x, y, params["log_temperature"], ctx.mesh, BATCH_AXES, negatives, valid)
+    return sharded_contrastive_loss(
+        x, y, params["log_temperature"], ctx.mesh, BATCH_AXES, negatives, valid, batch.ids, ctx.loss
+    )
 
 
 def loss_fn(params: Any, batch: PairBatch, dropout_rng: Array | None, ctx: StepContext) -> tuple[Array, dict[str, Array]]:

@@ -15,6 +15,7 @@ import pytest
 from cpt_jax.checkpoint import read_meta
 from cpt_jax.data.pipeline import STREAM_META_KEY, iter_source_texts
 from cpt_jax.data.tokenizer import Tokenizer
+from cpt_jax.embedder import Embedder
 from tests.data.stream_sources import JsonlPairs, write_jsonl_corpus
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -99,22 +100,35 @@ def _jsonl(path, key, value):
         return {r[key]: r[value] for r in map(json.loads, f)}
 
 
-def test_two_processes_then_one_see_the_batches_of_an_uninterrupted_run(corpus, tmp_path):
+# Mixed batches; and one source per step with per-source instructions (DataConfig.batching).
+BATCHING = {
+    "mixed": [],
+    "by_source": ["--gin.DataConfig.batching='by_source'",
+                  "--gin_param=DataConfig.instructions = (('Find: ', 'Code: '), ('', 'passage: '))"],
+}
+
+
+@pytest.mark.parametrize("batching", list(BATCHING))
+def test_two_processes_then_one_see_the_batches_of_an_uninterrupted_run(corpus, tmp_path, batching):
     ref, out, logs = tmp_path / "ref", tmp_path / "split", tmp_path / "logs"
     logs.mkdir()
-    _train(_flags(corpus, ref, STEPS), processes=1, devices=8, logs=logs)
+
+    def run(run_dir, processes, devices):
+        return _train(_flags(corpus, run_dir, STEPS) + BATCHING[batching], processes, devices, logs)
+
+    run(ref, processes=1, devices=8)
     want = _jsonl(ref / "batch_fingerprints.jsonl", "batch", "fingerprint")
     assert sorted(want) == list(range(STEPS)) and len(set(want.values())) == STEPS
 
     # Two processes; then keep only their step-CUT checkpoint and continue in one process.
-    _train(_flags(corpus, out, STEPS), processes=2, devices=4, logs=logs)
+    run(out, processes=2, devices=4)
     assert _jsonl(out / "batch_fingerprints.jsonl", "batch", "fingerprint") == want
     stream = read_meta(str(out), CUT)[1][STREAM_META_KEY]
     assert stream["step"] == CUT and [len(s["readers"]) for s in stream["sources"]] == [4, 4]
     shutil.rmtree(out / "checkpoints" / str(STEPS))
     for name in ("batch_fingerprints.jsonl", "metrics.jsonl"):
         os.remove(out / name)
-    resumed = _train(_flags(corpus, out, STEPS), processes=1, devices=8, logs=logs)
+    resumed = run(out, processes=1, devices=8)
     assert f"restored checkpoint at step {CUT}" in resumed
 
     got = _jsonl(out / "batch_fingerprints.jsonl", "batch", "fingerprint")
@@ -127,3 +141,5 @@ def test_two_processes_then_one_see_the_batches_of_an_uninterrupted_run(corpus, 
         stats = json.load(f)
     assert stats["code"]["empty"] > 0 and stats["code"]["kept"] > 0 and stats["text"]["kept"] > 0
     assert "data drop statistics" in resumed
+    if batching == "by_source":  # the instructions are saved with the run and read back by the Embedder
+        assert Embedder.load(str(out)).instructions == {"code": ("Find: ", "Code: "), "text": ("", "passage: ")}
