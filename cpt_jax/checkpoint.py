@@ -47,7 +47,9 @@ def checkpoint_dir(run_dir: str) -> str:
     return os.path.join(os.path.abspath(run_dir), CHECKPOINT_SUBDIR)
 
 
-def _sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks (the manifest's checksum; also mining's
+    fingerprint of a model's files)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -69,7 +71,7 @@ def _item_files(step_dir: str, items: Sequence[str]) -> dict[str, str]:
 def write_manifest(step_dir: str) -> str:
     """Records size and SHA-256 of every item file of a committed checkpoint; returns its path.
     Written to a temporary name and renamed, so a reader never sees half a manifest."""
-    files = {rel: {"size": os.path.getsize(path), "sha256": _sha256(path)}
+    files = {rel: {"size": os.path.getsize(path), "sha256": file_sha256(path)}
              for rel, path in sorted(_item_files(step_dir, ITEMS).items())}
     path = os.path.join(step_dir, MANIFEST_FILE)
     with open(f"{path}.tmp", "w") as f:
@@ -116,7 +118,7 @@ def verify(step_dir: str, items: Sequence[str] = ITEMS) -> None:
             problems.append(f"{rel}: not in the manifest (added after the save)")
         elif (size := os.path.getsize(present[rel])) != expected[rel][0]:
             problems.append(f"{rel}: {size} bytes, the manifest says {expected[rel][0]} (truncated or extended)")
-        elif _sha256(present[rel]) != expected[rel][1]:
+        elif file_sha256(present[rel]) != expected[rel][1]:
             problems.append(f"{rel}: SHA-256 differs from the manifest (bytes modified)")
     if problems:
         listed = problems[:_MAX_LISTED_PROBLEMS]

@@ -25,6 +25,7 @@ import os
 from typing import Any, ClassVar
 
 from cpt_jax import checkpoint
+from cpt_jax.checkpoint import file_sha256
 from cpt_jax.embedder import Embedder
 from cpt_jax.eval.common import Encoder
 from cpt_jax.eval.sentence_transformer import SentenceTransformerEncoder
@@ -153,14 +154,6 @@ def checkpoint_sha256(run_dir: str, step: int) -> str:
     digest = hashlib.sha256()
     for item in ("params", "meta"):
         digest.update(tree_sha256(os.path.join(step_dir, item)).encode())
-    return digest.hexdigest()
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
     return digest.hexdigest()
 
 

@@ -26,10 +26,11 @@ from cpt_jax.batch import ContentIds, PackedSide, PaddedSide, PairBatch
 from cpt_jax.data.packing import round_rows
 from cpt_jax.model.matmul import target_backend
 from cpt_jax.parallel.mesh import BATCH_AXES, batch_size_per_shard, make_mesh
-from cpt_jax.parallel.rules import batch_sharding, rules_from_config
+from cpt_jax.parallel.rules import batch_sharding
 from cpt_jax.plan.hlo import Program, read_program
 from cpt_jax.train.config import TrainConfig, validate
-from cpt_jax.train.optimizer import learning_rate, make_optimizer
+from cpt_jax.train.optimizer import learning_rate
+from cpt_jax.train.run import step_context
 from cpt_jax.train.state import TrainState, abstract_train_state, state_shardings
 from cpt_jax.train.step import StepContext, make_train_step
 
@@ -84,16 +85,6 @@ def plan_devices(n: int) -> list:
             "(python -m cpt_jax.plan does this itself)."
         )
     return devices[:n]
-
-
-def step_context(config: TrainConfig, mesh: jax.sharding.Mesh) -> StepContext:
-    """The StepContext build_run gives the step of `config` on `mesh`."""
-    chunks = config.global_batch_size // config.grad_cache_chunk_size if config.grad_cache_chunk_size else 1
-    rules = rules_from_config(config.sharding_rules)
-    tx = make_optimizer(config.optimizer, config.num_steps)
-    return StepContext(
-        config.model, config.temperature, tx, mesh, rules, config.seed, grad_cache_chunks=chunks, loss=config.loss
-    )
 
 
 def abstract_state(ctx: StepContext) -> tuple[TrainState, TrainState]:

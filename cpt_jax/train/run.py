@@ -98,12 +98,10 @@ def build_run(
     validate(config, len(devices) if devices is not None else jax.device_count(), reads_data=False)
     mesh = make_mesh(config.mesh, devices)
     batch_size_per_shard(mesh, config.global_batch_size)
-    chunks = 1
     if config.grad_cache_chunk_size:
         batch_size_per_shard(mesh, config.grad_cache_chunk_size)  # every chunk splits over the shards
-        chunks = config.global_batch_size // config.grad_cache_chunk_size
-    rules = rules_from_config(config.sharding_rules)
-    tx = make_optimizer(config.optimizer, config.num_steps)
+    ctx = step_context(config, mesh)
+    rules, tx, chunks = ctx.rules, ctx.tx, ctx.grad_cache_chunks
     meta = None
     if checkpointer is not None:
         meta = run_meta(config, tx, tokenizer_sha256)
@@ -112,12 +110,20 @@ def build_run(
         state, shardings = train_state_from_params(init_params, config.model, config.temperature, tx, mesh, rules)
     else:
         state, shardings = create_train_state(config.model, config.temperature, tx, mesh, rules, config.seed)
-    ctx = StepContext(
-        config.model, config.temperature, tx, mesh, rules, config.seed, grad_cache_chunks=chunks, loss=config.loss
-    )
     step = make_train_step(ctx, shardings, lambda s: learning_rate(config.optimizer, config.num_steps, s))
     layout = packer(mesh, chunks) if config.pack_sequences else (lambda local: local)
     return Run(config, mesh, rules, tx, state, shardings, ctx, step, layout, meta)
+
+
+def step_context(config: TrainConfig, mesh: Mesh) -> StepContext:
+    """What the step of `config` on `mesh` closes over (rules, optimizer, GradCache chunks, loss);
+    build_run's, and the planner's (cpt_jax/plan compiles this step for a target mesh)."""
+    chunks = config.global_batch_size // config.grad_cache_chunk_size if config.grad_cache_chunk_size else 1
+    tx = make_optimizer(config.optimizer, config.num_steps)
+    return StepContext(
+        config.model, config.temperature, tx, mesh, rules_from_config(config.sharding_rules), config.seed,
+        grad_cache_chunks=chunks, loss=config.loss,
+    )
 
 
 def packer(mesh: Mesh, chunks: int) -> BatchPacker:

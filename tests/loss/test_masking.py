@@ -128,6 +128,17 @@ def test_the_constructed_batch_has_exact_counts():
     assert numpy_masked(x, y, LOG_T, neg, valid, ids, DUPLICATES)[1]["masked_duplicates"] == 24
 
 
+def _assert_matches_float64(value, metrics, grads, x, y, negs, ids, config):
+    """Loss, gradients, accuracies and masked counts equal the float64 reference; its metrics."""
+    want, want_metrics, want_grads = numpy_masked(x, y, LOG_T, *negs, ids, config)
+    assert rel_err(value, want) < TOL
+    for g, ref in zip(grads, want_grads):
+        assert (g is None) == (ref is None) and (g is None or rel_err(g, ref) < TOL)
+    for key in ("accuracy_xy", "accuracy_yx", "masked_duplicates", "masked_similar"):
+        assert float(metrics[key]) == want_metrics[key], key
+    return want_metrics
+
+
 @pytest.mark.parametrize("config", [DUPLICATES, SIMILAR, BOTH], ids=["duplicates", "similar", "both"])
 @pytest.mark.parametrize("negatives", [False, True], ids=["in-batch", "negatives"])
 def test_masked_loss_metrics_and_gradients_match_float64(config, negatives):
@@ -137,15 +148,10 @@ def test_masked_loss_metrics_and_gradients_match_float64(config, negatives):
     ids = ids if negatives else ContentIds(ids.x, ids.y)
     f = lambda x, y, n, t: contrastive_loss(x, y, t, n, negs[1], ids, config)  # noqa: E731
     (value, metrics), grads = jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2, 3), has_aux=True))(x, y, negs[0], LOG_T)
-    want, want_metrics, want_grads = numpy_masked(x, y, LOG_T, *negs, ids, config)
-    assert rel_err(value, want) < TOL
-    for g, ref in zip(grads, want_grads):
-        assert (g is None) == (ref is None) and (g is None or rel_err(g, ref) < TOL)
-    for key in ("accuracy_xy", "accuracy_yx", "masked_duplicates", "masked_similar"):
-        assert float(metrics[key]) == want_metrics[key], key
+    want_metrics = _assert_matches_float64(value, metrics, grads, x, y, negs, ids, config)
     assert want_metrics["masked_duplicates" if config.mask_duplicates else "masked_similar"] > 0
     unmasked, _, _ = numpy_masked(x, y, LOG_T, *negs)
-    assert want < unmasked  # the masks matter
+    assert numpy_masked(x, y, LOG_T, *negs, ids, config)[0] < unmasked  # the masks matter
 
 
 @pytest.mark.parametrize("devices", [1, 2, 4, 8])
@@ -167,12 +173,7 @@ def test_sharded_masked_loss_matches_float64(devices, config, negatives):
         (value, metrics), grads = jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2, 3), has_aux=True))(
             put(x), put(y), put(negs[0]), LOG_T, put(None if negs[1] is None else negs[1].astype(np.int32))
         )
-    want, want_metrics, want_grads = numpy_masked(x, y, LOG_T, *negs, ids, config)
-    assert rel_err(value, want) < TOL
-    for g, ref in zip(grads, want_grads):
-        assert (g is None) == (ref is None) and (g is None or rel_err(g, ref) < TOL)
-    for key in ("accuracy_xy", "accuracy_yx", "masked_duplicates", "masked_similar"):
-        assert float(metrics[key]) == want_metrics[key], key
+    _assert_matches_float64(value, metrics, grads, x, y, negs, ids, config)
     assert metrics["masked_duplicates"].dtype == jnp.int32
 
 
