@@ -137,13 +137,8 @@ class CorpusFile:
         self.skipped_blank = blank
 
     def chunks(self, size: int) -> Iterator[list[str]]:
-        chunk: list[str] = []
-        for text in self._texts():
-            chunk.append(text)
-            if len(chunk) == size:
-                yield chunk
-                chunk = []
-        if chunk:
+        texts = self._texts()
+        while chunk := list(itertools.islice(texts, size)):
             yield chunk
 
 
