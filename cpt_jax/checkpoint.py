@@ -138,8 +138,15 @@ class Checkpointer:
 
     def __init__(self, run_dir: str, save_every: int = 1000, keep: int = 3, async_save: bool = True) -> None:
         self._save_every = max(save_every, 1)
+        # Steps kept whatever keep-N says (the best checkpoint of evaluation during training).
+        self._protected: set[int] = set()
+        self._released: list[int] = []  # protected once; deleted after the next commit unless recent
+        self._keep = keep
+        policy = ocp.checkpoint_managers.AnyPreservationPolicy(
+            [ocp.checkpoint_managers.LatestN(n=keep), _ProtectedSteps(self._protected)]
+        )
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep,
+            preservation_policy=policy,
             enable_async_checkpointing=async_save,
             create=True,
         )
@@ -179,9 +186,28 @@ class Checkpointer:
                 if os.path.isdir(step_dir):  # keep-N may have deleted it already
                     write_manifest(step_dir)
         self._unmanifested.clear()
+        self._delete_released()
 
     def _step_dir(self, step: int) -> str:
         return os.path.join(self._directory, str(step))
+
+    def protect(self, step: int, replaces: int | None = None) -> None:
+        """Keeps `step` whatever keep-N says, from now on; `replaces` (a step protected before, e.g.
+        the previous best) goes back to keep-N, which deletes it at a later save if it is not recent."""
+        if replaces is not None and replaces != step:
+            self._protected.discard(replaces)
+            self._released.append(replaces)
+        self._protected.add(step)
+
+    def _delete_released(self) -> None:
+        """Deletes released steps that keep-N would not keep (Orbax applies the policy only at a
+        save, so a best replaced at the last save would otherwise stay). Runs after a commit: the
+        step that replaced them is on disk first. Collective, like save."""
+        recent = set(sorted(self.all_steps())[-self._keep :])
+        for step in self._released:
+            if step not in recent and step not in self._protected and step in self.all_steps():
+                self._manager.delete(step)
+        self._released.clear()
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -233,6 +259,16 @@ class Checkpointer:
     def close(self) -> None:
         self._write_manifests()
         self._manager.close()
+
+
+class _ProtectedSteps:
+    """An Orbax preservation policy: the checkpoints whose steps are in a set the Checkpointer holds."""
+
+    def __init__(self, steps: set[int]) -> None:
+        self._steps = steps
+
+    def should_preserve(self, checkpoints: Sequence[Any], *, context: Any) -> list[bool]:
+        return [info.step in self._steps for info in checkpoints]
 
 
 def model_meta(model: ModelConfig) -> dict[str, Any]:

@@ -9,8 +9,10 @@ float32 [n, d] out.
 
 from __future__ import annotations
 
+import collections
 import copy
 import difflib
+import hashlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -26,8 +28,10 @@ from cpt_jax.data.tokenizer import RUN_DIR_NAME, Tokenizer, load_run_tokenizer
 from cpt_jax.data.tokenizer_files import check_fingerprint
 from cpt_jax.interop import pretrained
 from cpt_jax.model import ModelConfig, embed, init_params
+from cpt_jax.model.pooling import nested_prefix
 
 SIDES = {"query": "x", "document": "y", "x": "x", "y": "y"}
+_RECENT_BYTES = 64 << 20
 
 
 def bucket_lengths(max_len: int, smallest: int = 16, growth: float = 1.25, multiple: int = 16) -> list[int]:
@@ -54,7 +58,7 @@ def run_instructions(data_config: dict) -> dict[str, tuple[str, str]]:
     return {name: (x, y) for name, (x, y) in zip(names, pairs) if name}
 
 
-def _common_instruction(instructions: dict[str, tuple[str, str]]) -> tuple[str, str]:
+def common_instruction(instructions: dict[str, tuple[str, str]]) -> tuple[str, str]:
     """The one (x_prefix, y_prefix) every source shares, else ("", "")."""
     distinct = set(instructions.values())
     return distinct.pop() if len(distinct) == 1 else ("", "")
@@ -78,7 +82,10 @@ class Embedder:
         self.instructions = dict(instructions or {})
         # What encode puts before every text of a side: the run's one instruction if all its
         # sources share it, else none until with_instruction / for_task picks a source's.
-        self.prefix = dict(zip("xy", _common_instruction(self.instructions)))
+        self.prefix = dict(zip("xy", common_instruction(self.instructions)))
+        self.truncate_dim: int | None = None  # with_dim: Matryoshka prefix of the embedding
+        # The last full-width results, shared by every copy (with_dim of one model re-encodes nothing).
+        self._recent: collections.OrderedDict = collections.OrderedDict()
         self._mesh = Mesh(np.array(jax.local_devices()), ("batch",))
         self.params = jax.device_put(params, NamedSharding(self._mesh, P()))
         self._embed = jax.jit(
@@ -166,6 +173,19 @@ class Embedder:
         other.max_len = {"x": max_len, "y": max_len}
         return other
 
+    def with_dim(self, dim: int) -> Embedder:
+        """The same model's embeddings cut to their first ``dim`` values and L2-normalised again: the
+        nested embeddings of a run trained with LossConfig.matryoshka_dims (any run may be cut; one
+        trained for it loses less). Shares the parameters, and the encodings of its copies."""
+        if not 1 <= dim <= self.model.d_model:
+            raise ValueError(
+                f"dim={dim}: this model's embeddings have {self.model.d_model} values (ModelConfig.d_model); "
+                f"pass a dimension from 1 to {self.model.d_model}."
+            )
+        other = copy.copy(self)
+        other.truncate_dim = None if dim == self.model.d_model else dim
+        return other
+
     def with_instruction(self, source: str) -> Embedder:
         """The same model putting source ``source``'s instruction (DataConfig.instructions of the
         run) before every text, as training did. Shares the parameters."""
@@ -187,7 +207,7 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        return self.model.d_model
+        return self.truncate_dim or self.model.d_model
 
     def encode(
         self,
@@ -207,6 +227,25 @@ class Embedder:
         if side not in SIDES:
             raise ValueError(f"side={side!r}; use 'query' (x side) or 'document' (y side).")
         s = SIDES[side]
+        full = self._encode_full(texts, s, batch_size)
+        return full if self.truncate_dim is None else nested_prefix(full, self.truncate_dim)
+
+    def _encode_full(self, texts: Sequence[str], s: str, batch_size: int) -> np.ndarray:
+        """float32 [len(texts), d_model] of side s ("x" / "y"); the last 4 results up to 64 MiB each are
+        kept (keyed by everything that shapes them), so copies that differ only in truncate_dim encode once."""
+        digest = hashlib.sha256("\0".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
+        key = (s, self.prefix[s], self.max_len[s], len(texts), digest)
+        if key in self._recent:
+            self._recent.move_to_end(key)
+            return self._recent[key].copy()  # a copy: callers may write into what encode returns
+        out = self._encode_batches(texts, s, batch_size)
+        if out.nbytes <= _RECENT_BYTES:
+            self._recent[key] = out.copy()
+            while len(self._recent) > 4:
+                self._recent.popitem(last=False)
+        return out
+
+    def _encode_batches(self, texts: Sequence[str], s: str, batch_size: int) -> np.ndarray:
         n_dev = len(jax.local_devices())
         batch_size = max(n_dev, batch_size - batch_size % n_dev)
         prefix = self.prefix[s]
@@ -215,7 +254,7 @@ class Embedder:
         lengths = mask.sum(axis=1)
         order = np.argsort(-lengths, kind="stable")
         buckets = bucket_lengths(self.max_len[s])
-        out = np.zeros((len(texts), self.dim), np.float32)
+        out = np.zeros((len(texts), self.model.d_model), np.float32)
         pending: list[tuple[np.ndarray, jax.Array]] = []  # dispatched, not yet fetched (at most 8)
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]

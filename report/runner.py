@@ -143,14 +143,15 @@ class Runner:
 
 
 def read_metrics(run_dir: str) -> list[dict[str, float]]:
-    """The rows of <run_dir>/metrics.jsonl by step; for a step logged twice (a resumed run
-    repeats the steps after its last checkpoint) the later row wins."""
+    """The rows of <run_dir>/metrics.jsonl by step, merged (a step's training row and its "eval/..."
+    row are one row); for a key logged twice at a step (a resumed run repeats the steps after its
+    last checkpoint) the later value wins."""
     rows: dict[int, dict[str, float]] = {}
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         for line in f:
             if line.strip():
                 row = json.loads(line)
-                rows[int(row["step"])] = row
+                rows[int(row["step"])] = {**rows.get(int(row["step"]), {}), **row}
     return [rows[step] for step in sorted(rows)]
 
 

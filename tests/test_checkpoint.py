@@ -250,3 +250,19 @@ def test_reading_a_run_creates_and_changes_nothing(tmp_path):
     np.testing.assert_array_equal(checkpoint.restore_params(str(run), step, target)["w"], params["w"])
     assert (step, meta["step"]) == (3, 3)
     assert {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in run.rglob("*")} == before
+
+
+def test_a_protected_step_outlives_keep_n_until_released(tmp_path):
+    """protect(): keep-N never deletes the step; once replaced, the old one goes after the next commit
+    (even when that commit is the run's last save) unless it is among the latest N."""
+    ckpt = checkpoint.Checkpointer(str(tmp_path), save_every=1, keep=1, async_save=False)
+    tree = {"a": np.ones(3, np.float32)}
+    for step in range(1, 7):
+        ckpt.save(step, tree, tree, {"step": step}, force=True)
+        if step == 2:
+            ckpt.protect(2)
+        if step == 6:
+            ckpt.protect(6, replaces=2)
+        ckpt.wait()
+        assert ckpt.all_steps() == ([step] if step <= 2 else [2, step] if step < 6 else [6]), step
+    ckpt.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import math
 
 import gin
 import pytest
@@ -82,6 +83,8 @@ def test_the_main_job_is_the_papers_recipe():
     assert sorted(s.dataset for s in train.data.sources) == ["site_code", "site_text"]
     assert {s.split for s in train.data.sources} == {"train"}  # never validation or test
     assert train.global_batch_size >= 256 and 0 < train.grad_cache_chunk_size < train.global_batch_size
+    assert train.data.batching == "by_source" and len(train.data.instructions) == 2
+    assert train.temperature.init == pytest.approx(math.log(20))
 
 
 def test_experiment_config_builds_a_train_config(tmp_path):

@@ -182,3 +182,22 @@ def test_one_instruction_shared_by_every_source_is_the_default(embedder, tmp_pat
     # A run from before instructions existed has none.
     old = write_run_dir(str(tmp_path / "old"), embedder.model, jax.device_get(embedder.params), embedder.tokenizer)
     assert Embedder.load(old).instructions == {} and Embedder.load(old).prefix == {"x": "", "y": ""}
+
+
+def test_with_dim_cuts_and_renormalises_and_encodes_once(embedder, monkeypatch):
+    full = embedder.encode(TEXTS, "x")
+    calls = []
+    real = Embedder._encode_batches
+    monkeypatch.setattr(Embedder, "_encode_batches", lambda self, *a: calls.append(a[1]) or real(self, *a))
+    cut = embedder.with_dim(8)
+    assert cut.dim == 8 and embedder.dim == 32 and cut.params is embedder.params
+    got = cut.encode(TEXTS, "x")
+    assert got.shape == (len(TEXTS), 8) and got.dtype == np.float32
+    np.testing.assert_allclose(got, full[:, :8] / np.linalg.norm(full[:, :8], axis=1, keepdims=True), atol=1e-6)
+    assert calls == []  # the full-width result of the same texts was reused
+    got[:] = 0  # what encode returns is the caller's: the kept result is untouched
+    np.testing.assert_array_equal(embedder.encode(TEXTS, "x"), full)
+    assert embedder.with_dim(32).encode(TEXTS[:3], "y").shape == (3, 32) and calls == ["y"]
+    for bad in (0, 33):
+        with pytest.raises(ValueError, match=r"embeddings have 32 values .* from 1 to 32"):
+            embedder.with_dim(bad)

@@ -20,7 +20,7 @@ import pytest
 from cpt_jax.cli import evaluate as cli
 from cpt_jax.data import builders
 from cpt_jax.eval.spec import DEFAULT_DATA_DIR
-from tests.eval.fakes import HashEncoder, write_toy_folders
+from tests.eval.fakes import DIM, HashEncoder, write_toy_folders
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,6 +57,13 @@ class FakeEmbedder(HashEncoder):
     @classmethod
     def pretrained_start(cls, run_dir: str, dtype: str | None = None) -> FakeEmbedder | None:
         return cls("start") if cls.started_from else None
+
+    dim = DIM
+    cut: list[tuple[str, int]] = []
+
+    def with_dim(self, dim: int) -> FakeEmbedder:
+        FakeEmbedder.cut.append((self.salt, dim))
+        return type(self)(f"{self.salt}/{dim}")
 
 
 @pytest.fixture
@@ -296,3 +303,31 @@ def test_python_m_evaluate_reports_a_bad_spec():
     proc = subprocess.run([sys.executable, "-m", "cpt_jax.evaluate", "--checkpoint", "r", "--tasks", "none"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "nothing to evaluate" in proc.stderr
+
+
+def test_dims_add_a_row_per_system_and_dimension_but_random_init(folders, monkeypatch, capsys):
+    run, beir, _ = folders
+    monkeypatch.setattr(FakeEmbedder, "started_from", "pkg://some_model/model")
+    monkeypatch.setattr(FakeEmbedder, "cut", [])
+    cli.main(["--checkpoint", run, "--tasks", "none", "--beir", beir, "--dims", "8,32,64," + str(DIM)])
+    assert FakeEmbedder.cut == [("trained", 64), ("trained", 32), ("trained", 8), ("start", 64), ("start", 32),
+                                ("start", 8)]  # the full dimension is the plain row; random init is not cut
+    (scores,) = json.loads(open(os.path.join(run, f"eval_test_dims{DIM}-64-32-8.json")).read()).values()
+    assert list(scores) == ["cpt-jax (trained)", "cpt-jax (trained) @64", "cpt-jax (trained) @32",
+                            "cpt-jax (trained) @8", "pretrained start", "pretrained start @64", "pretrained start @32",
+                            "pretrained start @8", "random init", "BM25"]
+    assert "  cpt-jax (trained) @64 " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value, message", [("abc", "comma-separated positive integers"),
+                                            ("0,8", "dimensions must be positive")])
+def test_bad_dims_are_usage_errors(value, message, capsys):
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--checkpoint", "r", "--dims", value])
+    assert message in capsys.readouterr().err
+
+
+def test_dims_above_every_system_name_the_sizes(folders):
+    run, beir, _ = folders
+    with pytest.raises(ValueError, match=rf"every system embeds in \[{DIM}\] values"):
+        cli.main(["--checkpoint", run, "--tasks", "none", "--beir", beir, "--dims", str(DIM * 2)])

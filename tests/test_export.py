@@ -126,3 +126,26 @@ def test_instructions_become_the_prompts_that_encode_query_and_document_apply(tm
     # The prompts change the embeddings: without them the texts would encode differently.
     plain = Embedder.load(run_dir)
     assert not np.allclose(plain.encode(TEXTS[:2], side="query"), ours.encode(TEXTS[:2], side="query"), atol=1e-3)
+
+
+def test_export_at_a_nested_dimension_reproduces_the_cut_embedder(scratch_run, tmp_path):
+    """--dim: plain SentenceTransformer(DIR) gives Embedder.with_dim's embedding (first d values,
+    normalised again), both sides."""
+    out = str(tmp_path / "exported")
+    assert export_cli.main(["--checkpoint", scratch_run, "--out", out, "--dim", "8"]) is None
+    ours = Embedder.load(scratch_run).with_dim(8)
+    theirs = SentenceTransformerEncoder(out)
+    assert theirs.dim == 8
+    for side in ("query", "document"):
+        got = theirs.encode(TEXTS, side, batch_size=2)
+        np.testing.assert_allclose(got, ours.encode(TEXTS, side=side), atol=1e-4)
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    full = Embedder.load(scratch_run).encode(TEXTS, side="query")
+    np.testing.assert_allclose(ours.encode(TEXTS, "query"), full[:, :8] / np.linalg.norm(full[:, :8], axis=1, keepdims=True),
+                               atol=1e-6)
+
+
+def test_export_refuses_a_dimension_the_model_lacks(scratch_run, tmp_path):
+    with pytest.raises(ValueError, match=r"dim=64: this model's embeddings have 32 values .* from 1 to 32"):
+        export.export(scratch_run, str(tmp_path / "exported"), dim=64)
+    assert not os.path.exists(tmp_path / "exported")

@@ -40,6 +40,7 @@ LAYERS: tuple[tuple[int, str], ...] = (
     (5, "cpt_jax.interop.export"),  # exports a run loaded by the embedder
     (5, "cpt_jax.plan"),  # compiles the train step ahead of time for a target mesh; python -m via plan/__main__.py
     (6, "cpt_jax.mining"),  # hard negatives: searches with the embedder and eval's retrieval
+    (6, "cpt_jax.live_eval"),  # evaluation during training: eval's tasks on a run's live parameters
     (7, "cpt_jax.cli"),
     (7, "cpt_jax.evaluate"),  # the python -m entry points
     (7, "cpt_jax.embed"),

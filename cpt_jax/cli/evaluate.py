@@ -17,6 +17,10 @@ encodes in bfloat16). The main job (configs/experiments/minilm_cpt.gin) is score
     python -m cpt_jax.evaluate --checkpoint outputs/minilm_cpt --tasks site_code,site_text \
         --max_pairs 1000 --max_len 256 --classification stdlib_packages
 
+``--dims 256,128,64`` adds a row per system and dimension: its embeddings cut to their first d values
+and normalised again (the nested embeddings of a run trained with LossConfig.matryoshka_dims; encoded
+once per system).
+
 ``--sentence_transformer DIR`` (or pkg://PACKAGE/DIR, with --output) evaluates a sentence-transformers model directory instead of a
 run (an exported run reproduces the run's numbers; a published model gives a reference row),
 with BM25 as the baseline; pair-task data comes from --data_dir (default outputs/tfds).
@@ -85,11 +89,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--instruction", default=None,
                    help="encode every task with the instruction of this source of the run (default: a task uses "
                    "the instruction of the run's source of the same name, else the one all sources share, else none)")
+    p.add_argument("--dims", default="",
+                   help="comma-separated embedding dimensions to score as well (Matryoshka prefixes, L2-normalised "
+                   "again): each system but random init gets a row '<system> @<dim>' per dimension below its own")
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--dtype", default=None, choices=DTYPES, help="compute dtype of --checkpoint (default: the run's)")
     p.add_argument("--chunk_size", type=int, default=10_000, help="BEIR documents encoded and searched per step")
     p.add_argument("--folds", type=int, default=5, help="classification CV folds for C when there is no dev.jsonl")
     return p
+
+
+def _dims(value: str) -> tuple[int, ...]:
+    """--dims: positive ints, largest first (duplicates dropped)."""
+    try:
+        dims = {int(v) for v in _list(value)}
+    except ValueError:
+        raise ValueError(f"--dims {value!r}: give comma-separated positive integers, e.g. --dims 256,128,64") from None
+    if any(d < 1 for d in dims):
+        raise ValueError(f"--dims {value!r}: dimensions must be positive, e.g. --dims 256,128,64")
+    return tuple(sorted(dims, reverse=True))
 
 
 def spec_from_args(args: argparse.Namespace) -> EvalSpec:
@@ -119,6 +137,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, EvalSpec]:
         p.error("--instruction picks a cpt-jax run's source instruction; a sentence-transformers model applies its own "
                 "prompts (an exported run's are in config_sentence_transformers.json). Drop --instruction.")
     try:
+        args.dims = _dims(args.dims)
         return args, spec_from_args(args)
     except (TypeError, ValueError) as e:
         p.error(str(e))
@@ -144,7 +163,7 @@ def build_systems(args: argparse.Namespace, spec: EvalSpec) -> tuple[dict[str, E
     is not given (a run's pair tasks are read from where it trained)."""
     if args.sentence_transformer:
         model_dir = pretrained.resolve(args.sentence_transformer)  # pkg://PACKAGE/DIR names a packaged model
-        return {SENTENCE_TRANSFORMER: SentenceTransformerEncoder(model_dir)}, spec
+        return with_dims({SENTENCE_TRANSFORMER: SentenceTransformerEncoder(model_dir)}, args.dims), spec
     systems: dict[str, Encoder] = {}
     trained = systems[TRAINED] = Embedder.load(args.checkpoint, args.step, args.dtype)
     if spec.baselines and args.step != 0:
@@ -157,12 +176,30 @@ def build_systems(args: argparse.Namespace, spec: EvalSpec) -> tuple[dict[str, E
         systems = {name: encoder.with_max_len(args.max_len) for name, encoder in systems.items()}
     if args.instruction is not None:
         systems = {name: encoder.with_instruction(args.instruction) for name, encoder in systems.items()}
+    systems = with_dims(systems, args.dims)
     if spec.tasks and not args.data_dir:
         _, meta = checkpoint.read_meta(args.checkpoint, args.step)
         data_dir = run_data_dir(meta, spec.tasks)
         if data_dir:
             spec = dataclasses.replace(spec, data_dir=data_dir)
     return systems, spec
+
+
+def with_dims(systems: dict[str, Encoder], dims: Sequence[int]) -> dict[str, Encoder]:
+    """Each system followed by its Matryoshka prefixes '<name> @<d>' (d below its own dimension;
+    random init has none). A dimension above every system's is a ValueError naming the sizes."""
+    if not dims:
+        return systems
+    sizes = sorted({encoder.dim for encoder in systems.values()})
+    if max(dims) > sizes[-1]:
+        raise ValueError(f"--dims {','.join(map(str, dims))}: every system embeds in {sizes} values; "
+                         "give dimensions below that, e.g. --dims 256,128,64 for a 384-d model.")
+    out: dict[str, Encoder] = {}
+    for name, encoder in systems.items():
+        out[name] = encoder
+        if name != RANDOM:
+            out.update({f"{name} @{d}": encoder.with_dim(d) for d in dims if d < encoder.dim})
+    return out
 
 
 def output_path(args: argparse.Namespace) -> str:
@@ -172,6 +209,7 @@ def output_path(args: argparse.Namespace) -> str:
     suffix += f"_{args.dtype}" if args.dtype else ""
     suffix += f"_len{args.max_len}" if args.max_len is not None else ""
     suffix += f"_instruction-{args.instruction}" if args.instruction is not None else ""
+    suffix += f"_dims{'-'.join(map(str, args.dims))}" if args.dims else ""
     return os.path.join(args.checkpoint or args.sentence_transformer, f"eval_{args.split}{suffix}.json")
 
 

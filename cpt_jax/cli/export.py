@@ -22,12 +22,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--instruction", default=None,
                    help="the run's source whose instruction becomes the query / document prompts (default: the one "
                    "all sources share; required when they differ)")
+    p.add_argument("--dim", type=int, default=None,
+                   help="embed in the first DIM values, normalised again (a Matryoshka-trained run's nested "
+                   "embedding; default: all d_model values)")
     return p.parse_args(list(argv))
 
 
 def main(argv: Sequence[str]) -> int | None:
     args = parse_args(argv)
-    out = export(args.checkpoint, args.out, args.step, args.max_len, args.instruction)
+    out = export(args.checkpoint, args.out, args.step, args.max_len, args.instruction, args.dim)
     print(f"wrote {out}: load it with transformers.AutoModel.from_pretrained({out!r}) or "
           f"sentence_transformers.SentenceTransformer({out!r})", flush=True)
     return None

@@ -39,6 +39,7 @@ from cpt_jax.loss import LossConfig
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel.mesh import MeshConfig
 from cpt_jax.train.config import TrainConfig
+from cpt_jax.train.evaluation import EvalConfig
 from cpt_jax.train.optimizer import OptimizerConfig
 from cpt_jax.train.state import TemperatureConfig
 
@@ -53,6 +54,7 @@ CONFIGURABLES = {
         OptimizerConfig,
         TemperatureConfig,
         LossConfig,
+        EvalConfig,
         TrainConfig,
         TextFilesSource,
         CodeFilesSource,

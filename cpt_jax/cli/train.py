@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from cpt_jax.cli import flags
+from cpt_jax.live_eval import make_evaluator
 from cpt_jax.parallel import runtime
 from cpt_jax.train.loop import train
 
@@ -40,4 +41,4 @@ def main(argv: list[str]) -> None:
         heartbeat_timeout_s=args.heartbeat_timeout_s,
     )
     runtime.print_malloc_advice()
-    train(train_config, flags.operative_config)
+    train(train_config, flags.operative_config, make_evaluator)

@@ -8,13 +8,12 @@ by lower document index.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Sequence
 
-import bm25s
 import numpy as np
-from bm25s.stopwords import STOPWORDS_EN
 
 from cpt_jax.eval.retrieval import top_k
 
@@ -22,8 +21,16 @@ _WORD = re.compile(r"[^\W_]+(?:_+[^\W_]+)*")
 # Boundaries inside an identifier: lower/digit->Upper ("getUser") and the end
 # of an acronym before a capitalised word ("HTTPServer").
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_STOPWORDS = frozenset(STOPWORDS_EN)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # its index build logs at DEBUG
+# bm25s is imported where it is used: importing it starts JAX's backend (it can rank with jax), which
+# must not happen before a multi-process run has called jax.distributed.initialize.
+
+
+@functools.cache
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
 
 
 def tokenize(text: str, stopwords: bool = True) -> list[str]:
@@ -45,7 +52,8 @@ def tokenize(text: str, stopwords: bool = True) -> list[str]:
         if len(parts) > 1:
             tokens.extend(p.lower() for p in parts)
     if stopwords:
-        tokens = [t for t in tokens if t not in _STOPWORDS]
+        drop = _stopwords()
+        tokens = [t for t in tokens if t not in drop]
     return tokens
 
 
@@ -58,6 +66,8 @@ class BM25Index:
             raise ValueError("docs is empty; BM25 needs at least one document.")
         self.stopwords = stopwords
         self.num_docs = len(docs)
+        import bm25s
+
         self._bm25 = bm25s.BM25(k1=k1, b=b)
         self._bm25.index([tokenize(d, stopwords) for d in docs], show_progress=False)
 

@@ -121,9 +121,10 @@ def format_table(results: Results) -> str:
     for task, scores in results.items():
         metrics = list(dict.fromkeys(m for values in scores.values() for m in values))
         widths = [max(11, len(m) + 2) for m in metrics]
+        name_width = max(20, *(len(system) + 1 for system in scores))
         lines.append(task)
-        lines.append(f"  {'system':<20}" + "".join(f"{m:>{w}}" for m, w in zip(metrics, widths)))
+        lines.append(f"  {'system':<{name_width}}" + "".join(f"{m:>{w}}" for m, w in zip(metrics, widths)))
         for system, values in scores.items():
             cells = (f"{values[m]:>{w}.4f}" if m in values else f"{'-':>{w}}" for m, w in zip(metrics, widths))
-            lines.append(f"  {system:<20}" + "".join(cells))
+            lines.append(f"  {system:<{name_width}}" + "".join(cells))
     return "\n".join(lines)

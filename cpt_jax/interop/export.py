@@ -26,14 +26,18 @@ POOLING_MODES = {"eos": "lasttoken", "mean": "mean"}
 
 
 def export(
-    run_dir: str, out_dir: str, step: int | None = None, max_len: int | None = None, instruction: str | None = None
+    run_dir: str, out_dir: str, step: int | None = None, max_len: int | None = None, instruction: str | None = None,
+    dim: int | None = None,
 ) -> str:
     """Writes the exported model to out_dir and returns out_dir. max_len: the tokens per text the
     exported model reads on both sides (default: each side's training length; see
     Embedder.with_max_len). instruction: the run's source whose instruction (DataConfig.instructions)
     becomes the model's prompts "query" / "document", which encode_query / encode_document (and a
     plain encode, the document side) put before every text; default: the one all sources share.
-    A run whose sources have different instructions must name one."""
+    A run whose sources have different instructions must name one. dim: the embedding's first dim
+    values, normalised again (Embedder.with_dim; a run trained with LossConfig.matryoshka_dims):
+    an identity Dense module cuts the pooled embedding before Normalize, so plain
+    SentenceTransformer(DIR) gives the nested embedding (AutoModel gives the full hidden states)."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Normalize, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
@@ -42,6 +46,8 @@ def export(
     if max_len is not None:
         embedder = embedder.with_max_len(max_len)
     embedder = _with_export_instruction(embedder, run_dir, instruction)
+    if dim is not None:
+        embedder = embedder.with_dim(dim)  # checks the range
     model = embedder.model
     if os.path.exists(out_dir) and os.listdir(out_dir):
         raise FileExistsError(f"{out_dir} is not empty; export into a new directory (nothing was overwritten).")
@@ -60,10 +66,23 @@ def export(
         pooling = Pooling(model.d_model, pooling_mode=POOLING_MODES[model.pooling])
         prompts = {"query": embedder.prefix["x"], "document": embedder.prefix["y"]}
         SentenceTransformer(
-            modules=[transformer, pooling, Normalize()], similarity_fn_name="cosine",
+            modules=[transformer, pooling, *_nested_cut(model.d_model, embedder.dim), Normalize()],
+            similarity_fn_name="cosine",
             **({"prompts": prompts, "default_prompt_name": "document"} if any(prompts.values()) else {}),
         ).save(tmp)
     return out_dir
+
+
+def _nested_cut(d_model: int, dim: int) -> list:
+    """[] at the full dimension, else a Dense module keeping the first dim values (identity rows, no
+    bias or activation): the Matryoshka prefix, which the following Normalize normalises again."""
+    if dim == d_model:
+        return []
+    import torch
+    from sentence_transformers.sentence_transformer.modules import Dense
+
+    return [Dense(d_model, dim, bias=False, activation_function=torch.nn.Identity(),
+                  init_weight=torch.eye(d_model, dtype=torch.float32)[:dim].clone())]
 
 
 def _with_export_instruction(embedder: Embedder, run_dir: str, instruction: str | None) -> Embedder:

@@ -8,6 +8,7 @@ and the activation are free in every family (HF's ACT2FN is shared by all of the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,6 +74,13 @@ def match_family(cfg: ModelConfig) -> str:
         if not diff:
             return family
     nearest = min(EXPORT_FAMILIES, key=lambda f: len(diffs[f]))
+    if cfg.attention == "bidirectional" and not _differences(dataclasses.replace(cfg, attention="causal"), nearest):
+        raise ValueError(
+            f"This encoder is a {nearest} decoder whose attention was made bidirectional (ModelConfig.attention="
+            f"'bidirectional'). transformers' {ARCHITECTURES[nearest]} always attends causally, so an "
+            "exported model would silently compute different embeddings; nothing was written. Use the run itself "
+            "(cpt_jax.Embedder, python -m cpt_jax.embed / evaluate), or train with causal attention to export."
+        )
     raise ValueError(
         f"This ModelConfig matches none of the Hugging Face families {EXPORT_FAMILIES}. The nearest is "
         f"{nearest}; change: {'; '.join(diffs[nearest])}."

@@ -1,7 +1,9 @@
 """Starting a run from a pretrained Hugging Face model (TrainConfig.init_from).
 
 The checkpoint decides the architecture; the run's ModelConfig contributes only how it runs
-(RUNTIME_FIELDS). The token table grows by the four delimiter rows, each starting as a copy of
+(RUNTIME_FIELDS) and how the weights are used (ADAPTED_FIELDS: `ModelConfig.attention =
+'bidirectional'` turns a decoder's causal attention into full attention, as LLM2Vec and GritLM do;
+`ModelConfig.pooling = 'mean'` pools over every token instead of at EOS). The token table grows by the four delimiter rows, each starting as a copy of
 the model's own start/end token row (Tokenizer.init_rows), so before any training the
 imported encoder embeds a text much as the original model did.
 """
@@ -23,6 +25,9 @@ from cpt_jax.model import ModelConfig
 
 # How the encoder runs, not what it is: taken from the run's ModelConfig.
 RUNTIME_FIELDS = ("dropout", "dtype", "scan_layers", "scan_unroll", "remat")
+# How the imported weights are used (LLM2Vec / GritLM adapt a decoder to bidirectional attention and
+# mean pooling): a run's non-default value replaces the checkpoint's, its default keeps the checkpoint's.
+ADAPTED_FIELDS = ("attention", "pooling")
 PACKAGE_SCHEME = "pkg://"
 
 
@@ -56,16 +61,19 @@ def model_config(model_dir: str, requested: ModelConfig) -> ModelConfig:
         f"ModelConfig.{field.name}={getattr(requested, field.name)!r} (the pretrained model has "
         f"{getattr(base, field.name)!r})"
         for field in dataclasses.fields(ModelConfig)
-        if field.name not in RUNTIME_FIELDS
+        if field.name not in RUNTIME_FIELDS + ADAPTED_FIELDS
         and getattr(requested, field.name) not in (getattr(default, field.name), getattr(base, field.name))
     ]
     if conflicts:
         raise ValueError(
             f"TrainConfig.init_from={model_dir!r} fixes the architecture, but the run sets:\n  "
             + "\n  ".join(conflicts)
-            + f"\nRemove these bindings; only {', '.join(RUNTIME_FIELDS)} may be set."
+            + f"\nRemove these bindings; only {', '.join(RUNTIME_FIELDS)} may be set (and "
+            f"{', '.join(ADAPTED_FIELDS)} adapted)."
         )
-    return dataclasses.replace(base, **{name: getattr(requested, name) for name in RUNTIME_FIELDS})
+    adapted = {name: getattr(requested, name) for name in ADAPTED_FIELDS
+               if getattr(requested, name) != getattr(default, name)}
+    return dataclasses.replace(base, **{name: getattr(requested, name) for name in RUNTIME_FIELDS}, **adapted)
 
 
 def encoder_params(model_dir: str, model: ModelConfig, tokenizer: Tokenizer) -> Any:

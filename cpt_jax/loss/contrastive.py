@@ -16,6 +16,12 @@ margin m, a non-label column whose cosine exceeds row i's positive cosine + m is
 label is never masked, so every row keeps a finite loss. Without masking configured the code
 path is exactly the unmasked one.
 
+Matryoshka terms (optional, LossConfig.matryoshka_dims): the loss is the weighted sum of the same
+loss over each embedding's first d values, L2-normalised again, computed from the same gathered
+embeddings (the full dimension is used as given, so dims (D,) is the plain loss exactly); the
+accuracies and masked counts are those of the largest listed dimension, and "loss_dim<d>" each
+term's unweighted loss.
+
 `contrastive_loss` is the plain single-array form (the reference);
 `sharded_contrastive_loss` is the same quantity under `jax.shard_map`: each data shard
 holds N_local rows, all-gathers the other side's N_global embeddings (and all negatives), and
@@ -155,6 +161,36 @@ def _block_terms(
     }
 
 
+def _unit_prefix(a: Array | None, d: int) -> Array | None:
+    """The first d values of each row of a [..., D], L2-normalised again; a itself when d == D (it
+    is normalised already). None stays None."""
+    if a is None or d == a.shape[-1]:
+        return a
+    p = a[..., :d].astype(jnp.float32)
+    return p * jax.lax.rsqrt(jnp.maximum(jnp.sum(p * p, axis=-1, keepdims=True), 1e-24))
+
+
+def _terms(
+    x_rows: Array, y_rows: Array, x_cols: Array, y_cols: Array, labels: Array, log_temperature: Array,
+    neg_cols: Array | None, neg_valid: Array | None, ids: BlockIds | None, config: LossConfig,
+) -> dict[str, Array]:
+    """_block_terms, or with Matryoshka dims the weighted sum of its loss over each prefix (the
+    other sums from the largest dim; "loss_dim<d>": each term's unweighted summed loss)."""
+    args = (labels, log_temperature)
+    if not config.matryoshka:
+        return _block_terms(x_rows, y_rows, x_cols, y_cols, *args, neg_cols, neg_valid, ids, config)
+    total: dict[str, Array] = {}
+    for d, weight in config.matryoshka:
+        cut = [_unit_prefix(a, d) for a in (x_rows, y_rows, x_cols, y_cols, neg_cols)]
+        sums = _block_terms(*cut[:4], *args, cut[4], neg_valid, ids, config)
+        if not total:
+            total = {**sums, "loss": weight * sums["loss"]}
+        else:
+            total["loss"] = total["loss"] + weight * sums["loss"]
+        total[f"loss_dim{d}"] = sums["loss"]
+    return total
+
+
 def contrastive_loss(
     x: Array,
     y: Array,
@@ -171,7 +207,8 @@ def contrastive_loss(
     ids: content ids x, y [N, 2] (negatives [N, n, 2]), needed with config.mask_duplicates
     -> loss [], metrics {"accuracy_xy", "accuracy_yx"} (in-batch top-1 retrieval accuracy each
     way; x -> y competes with the negatives too), with masking configured also the int32 counts
-    {"masked_duplicates", "masked_similar"} of masked logits over both directions.
+    {"masked_duplicates", "masked_similar"} of masked logits over both directions, with
+    Matryoshka dims each term's loss "loss_dim<d>".
     """
     n = x.shape[0]
     labels = jnp.arange(n)
@@ -180,7 +217,7 @@ def contrastive_loss(
     if config.mask_duplicates:
         _check_ids(ids, negatives)
         block_ids = BlockIds(ids.x, ids.y, ids.x, ids.y, _flatten_ids(ids.negatives))
-    sums = _block_terms(x, y, x, y, labels, log_temperature, neg_cols, neg_valid, block_ids, config)
+    sums = _terms(x, y, x, y, labels, log_temperature, neg_cols, neg_valid, block_ids, config)
     return _finish(sums, n)
 
 
@@ -188,6 +225,7 @@ def _finish(sums: dict[str, Array], n: int) -> tuple[Array, dict[str, Array]]:
     """Block sums over all N rows -> (mean loss, metrics)."""
     metrics = {"accuracy_xy": sums["correct_xy"] / n, "accuracy_yx": sums["correct_yx"] / n}
     metrics.update({k: v for k, v in sums.items() if k.startswith("masked_")})
+    metrics.update({k: v / (2 * n) for k, v in sums.items() if k.startswith("loss_dim")})
     return sums["loss"] / (2 * n), metrics
 
 
@@ -258,8 +296,8 @@ def sharded_contrastive_loss(
         if with_ids:  # this shard's rows, every shard's columns
             ix, iy, *ineg = rest
             block_ids = BlockIds(ix, iy, gather(ix), gather(iy), _flatten_ids(gather(ineg[0])) if ineg else None)
-        sums = _block_terms(x_loc, y_loc, gather(x_loc), gather(y_loc), labels, log_t, neg_cols, neg_valid,
-                            block_ids, config)
+        sums = _terms(x_loc, y_loc, gather(x_loc), gather(y_loc), labels, log_t, neg_cols, neg_valid,
+                      block_ids, config)
         return {k: jax.lax.psum(v, axes) for k, v in sums.items()}
 
     args, specs = [x, y, log_temperature], [P(axes), P(axes), P()]

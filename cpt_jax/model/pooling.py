@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -61,3 +62,10 @@ def pool(hidden: Array, mask: Array, kind: str) -> Array:
     """Pooled, L2-normalised float32 embedding [batch, d] by ModelConfig.pooling."""
     pooled = eos_pool(hidden, mask) if kind == "eos" else mean_pool(hidden, mask)
     return l2_normalize(pooled.astype(jnp.float32))
+
+
+def nested_prefix(embeddings: np.ndarray, dim: int) -> np.ndarray:
+    """Host-side Matryoshka cut: [n, D] unit rows -> their first dim values, L2-normalised again
+    (float32 [n, dim]); the embedding a run trained with LossConfig.matryoshka_dims has at dim."""
+    cut = np.asarray(embeddings[:, :dim], np.float32)
+    return cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)

@@ -11,6 +11,7 @@ from cpt_jax.data.config import DataConfig, check_stream_layout, require_sources
 from cpt_jax.loss import LossConfig
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel.mesh import MESH_AXES, MeshConfig
+from cpt_jax.train.evaluation import EvalConfig
 from cpt_jax.train.optimizer import OptimizerConfig
 from cpt_jax.train.state import TemperatureConfig
 from cpt_jax.typecheck import SEED, Bound, at_least, check_field_types
@@ -33,7 +34,10 @@ class TrainConfig:
       train one on the train split; either way it is saved in <output_dir>/tokenizer/.
     shared_delimiters: both sides get [SOS]_x .. [EOS]_x instead of their own pair (the paper's
       ablation); saved with the run's tokenizer, so evaluation, embedding and export follow.
-    loss: false-negative masking in the contrastive loss (loss/config.LossConfig; off by default).
+    loss: false-negative masking and Matryoshka terms in the contrastive loss (loss/config.LossConfig;
+      off by default).
+    evaluation: held-out scores every K steps and the best checkpoint kept (train/evaluation.EvalConfig;
+      off by default).
     sharding_rules: logical-axis -> mesh-axis pairs; None for parallel.rules.DEFAULT_RULES.
     grad_cache_chunk_size: 0 for the plain step; else GradCache with chunks of this many pairs
       (over all devices): activation memory is that of one chunk, the gradient is unchanged.
@@ -61,6 +65,7 @@ class TrainConfig:
     optimizer: OptimizerConfig = OptimizerConfig()
     temperature: TemperatureConfig = TemperatureConfig()
     loss: LossConfig = LossConfig()
+    evaluation: EvalConfig = EvalConfig()
     sharding_rules: tuple | None = None
     seed: int = 0
     log_every: int = 50
@@ -104,6 +109,12 @@ def validate(config: TrainConfig, num_devices: int, reads_data: bool = True) -> 
                 f"DataConfig.max_len_{side}={length} exceeds ModelConfig.max_len={config.model.max_len}; "
                 f"lower the data length or raise the model's."
             )
+    dims = config.loss.matryoshka_dims
+    if dims and dims[0] > config.model.d_model:
+        raise ValueError(
+            f"LossConfig.matryoshka_dims={dims} starts above the embedding size ModelConfig.d_model="
+            f"{config.model.d_model}; list dimensions up to {config.model.d_model} (largest first)."
+        )
     if config.init_from and config.tokenizer_path:
         raise ValueError(
             "TrainConfig.init_from brings its own tokenizer; unset TrainConfig.tokenizer_path."

@@ -22,9 +22,11 @@ import numpy as np
 from cpt_jax import atomic
 from cpt_jax.checkpoint import Checkpointer
 from cpt_jax.data.pipeline import STREAM_META_KEY, prepare_sources
+from cpt_jax.data.tokenizer import Tokenizer
 from cpt_jax.interop import pretrained
 from cpt_jax.parallel import runtime
 from cpt_jax.train.config import TrainConfig, validate
+from cpt_jax.train.evaluation import BestCheckpoint, Evaluator, due, pick
 from cpt_jax.train.metrics import MetricsWriter
 from cpt_jax.train.position import DataPosition, log_fingerprint, write_data_stats
 from cpt_jax.train.preemption import PreemptionGuard
@@ -34,8 +36,20 @@ from cpt_jax.train.run import Run, build_run, prepare_tokenizer, with_pretrained
 OPERATIVE_CONFIG_FILE = "config.gin"
 
 
-def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "") -> dict[str, float]:
-    """Runs (or resumes) training to config.num_steps; returns the last logged metrics."""
+# (the run, its tokenizer) -> the evaluator of TrainConfig.evaluation (cpt_jax/live_eval.py builds it).
+MakeEvaluator = Callable[[Run, Tokenizer], Evaluator]
+
+
+def train(
+    config: TrainConfig, operative_config: Callable[[], str] = lambda: "", make_evaluator: MakeEvaluator | None = None
+) -> dict[str, float]:
+    """Runs (or resumes) training to config.num_steps; returns the last logged metrics. With
+    TrainConfig.evaluation set, make_evaluator builds what scores the live parameters."""
+    if config.evaluation.enabled and make_evaluator is None:
+        raise ValueError(
+            "TrainConfig.evaluation.every is set, but train() was given no evaluator: run python -m cpt_jax.train, "
+            "or pass make_evaluator=cpt_jax.live_eval.make_evaluator."
+        )
     t_train = time.perf_counter()
     init_from = config.init_from  # as configured (pkg:// kept), for the checkpoints' meta
     config = with_pretrained_shape(config)  # the pretrained shape replaces ModelConfig's before any check
@@ -76,7 +90,8 @@ def train(config: TrainConfig, operative_config: Callable[[], str] = lambda: "")
         if init_params is not None:
             # The imported model as checkpoint 0: the "before" of every comparison.
             ckpt.save(0, run.state.params, run.state.opt_state, {"step": 0, **static_meta}, force=True)
-        loop = _Loop(run, ckpt, DataPosition(data, resume), static_meta, writer, guard, t_train)
+        evaluator = make_evaluator(run, tokenizer) if config.evaluation.enabled else None
+        loop = _Loop(run, ckpt, DataPosition(data, resume), static_meta, writer, guard, t_train, evaluator)
         last = loop.steps(produced)
         if loop.position.has_read:  # report what the sources dropped
             stats = loop.position.drop_stats()
@@ -91,23 +106,31 @@ class _Loop:
     """The step loop of one train() call and the little state it carries between steps."""
 
     def __init__(self, run: Run, ckpt: Checkpointer, position: DataPosition, static_meta: dict,
-                 writer: MetricsWriter | None, guard: PreemptionGuard, t_train: float) -> None:
+                 writer: MetricsWriter | None, guard: PreemptionGuard, t_train: float,
+                 evaluator: Evaluator | None = None) -> None:
         self.run, self.ckpt, self.position, self.static_meta = run, ckpt, position, static_meta
-        self.writer, self.guard, self.t_train = writer, guard, t_train
+        self.writer, self.guard, self.t_train, self.evaluator = writer, guard, t_train, evaluator
         self.config = run.config
         self.is_writer = jax.process_index() == 0
+        self.best = None
+        if evaluator is not None and self.config.evaluation.best_metric:
+            self.best = BestCheckpoint(self.config.output_dir, self.config.evaluation, self.is_writer)
+            if self.best.step is not None:
+                ckpt.protect(self.best.step)
         self.pending: list[dict[str, jax.Array]] = []
         self.last: dict[str, float] = {}
         self.streak = 0  # consecutive non-finite (skipped) steps so far
         self.t_log, self.untimed = time.perf_counter(), 0
 
-    def save(self, done: int, force: bool) -> None:
+    def save(self, done: int, force: bool) -> bool:
         state = self.run.state
         meta = {"step": done, **self.static_meta, **self.position.meta()}
-        self.ckpt.save(done, state.params, state.opt_state, meta, force=force)
+        return self.ckpt.save(done, state.params, state.opt_state, meta, force=force)
 
     def steps(self, produced: Any) -> dict[str, float]:
         cfg, start = self.config, self.run.start_step
+        if due(cfg.evaluation, start, start, cfg.num_steps) and start < cfg.num_steps:
+            self._evaluate(start, saved=start in self.ckpt.all_steps())  # where the run starts from
         for step, item in zip(range(start, cfg.num_steps), produced):
             batch = self.run.to_global(item.batch)
             t_step = time.perf_counter()
@@ -123,12 +146,35 @@ class _Loop:
                 self._log(done)
             preempted = self.guard.reached(done)
             force = preempted or done == cfg.num_steps
+            saved = False
             if force or done % max(cfg.checkpoint_every, 1) == 0:  # Checkpointer's policy: gather only then
-                self.save(done, force)
+                saved = self.save(done, force)
+            if not preempted and due(cfg.evaluation, done, start, cfg.num_steps):
+                self._evaluate(done, saved)
             if preempted:
                 print(f"preempted: saved a checkpoint at step {done}; rerun the same command to resume.", flush=True)
                 break
         return self.last
+
+    def _evaluate(self, done: int, saved: bool) -> None:
+        """Scores the live parameters (every process takes part; process 0 logs); a new best step is
+        saved (unless it just was) and kept beside the latest checkpoints."""
+        t = time.perf_counter()
+        metrics = self.evaluator(done)
+        if self.writer:
+            self.writer.write_eval(done, metrics, time.perf_counter() - t)
+        if self.best is None:
+            return
+        value = pick(metrics, self.config.evaluation.best_metric)
+        if not self.best.improves(value):
+            return
+        if not saved and not self.save(done, force=True):
+            return  # Orbax declined the save: nothing on disk to keep
+        self.ckpt.protect(done, replaces=self.best.step)
+        self.best.update(done, value, metrics)
+        if self.is_writer:
+            print(f"best {self.config.evaluation.best_metric} {value:.4f} at step {done} (kept: checkpoint {done}, "
+                  f"{os.path.join(self.config.output_dir, 'best.json')})", flush=True)
 
     def _first_step(self, done: int, metrics: dict[str, jax.Array], t_step: float) -> None:
         """The first step includes compilation: it is logged, but rates are timed from its end."""

@@ -107,6 +107,16 @@ class MetricsWriter:
                 rate += f" | {scalars['tokens_per_s']:.0f} tok/s"
         print(f"step {step}/{self._total} | {fields}{rate}", file=self._stream, flush=True)
 
+    def write_eval(self, step: int, scores: Mapping[str, float], seconds: float) -> None:
+        """Evaluation scores: TensorBoard tags "eval/<key>", one metrics.jsonl row of the same keys
+        (its own row: training rows of the step keep theirs), and a console line."""
+        tagged = {f"eval/{k}": float(v) for k, v in scores.items()}
+        self._events.scalars(step, tagged)
+        self._jsonl.write(json.dumps({"step": step, **tagged}) + "\n")
+        self._jsonl.flush()
+        shown = " ".join(f"{k} {v:.4f}" for k, v in scores.items() if not k.endswith(("best_c", "cv_accuracy")))
+        print(f"eval at step {step} ({seconds:.0f}s) | {shown}", file=self._stream, flush=True)
+
     def close(self) -> None:
         self._events.close()
         self._jsonl.close()

@@ -143,3 +143,29 @@ def test_two_processes_then_one_see_the_batches_of_an_uninterrupted_run(corpus, 
     assert "data drop statistics" in resumed
     if batching == "by_source":  # the instructions are saved with the run and read back by the Embedder
         assert Embedder.load(str(out)).instructions == {"code": ("Find: ", "Code: "), "text": ("", "passage: ")}
+
+
+def test_evaluation_during_training_in_two_processes_scores_as_one(corpus, tmp_path):
+    """TrainConfig.evaluation in 2 processes over gloo: every process takes part in the encoding, the
+    scores equal a 1-process run's, process 0 alone logs them, and both keep the same best step."""
+    from tests.eval.fakes import write_toy_folders
+
+    beir, _ = write_toy_folders(str(tmp_path))
+    metric = "beir:toy_beir/test/ndcg@10"
+    evaluation = ["--gin.EvalConfig.every=4", "--gin.EvalConfig.split='test'", f"--gin.EvalConfig.beir=('{beir}',)",
+                  f"--gin.EvalConfig.best_metric='{metric}'", "--gin.EvalConfig.batch_size=16"]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    scores = {}
+    for name, processes, devices in (("one", 1, 8), ("two", 2, 4)):
+        out = _train(_flags(corpus, tmp_path / name, STEPS) + evaluation, processes, devices, logs)
+        assert "eval at step 4" in out
+        with open(tmp_path / name / "metrics.jsonl") as f:
+            scores[name] = {r["step"]: r[f"eval/{metric}"] for r in map(json.loads, f) if f"eval/{metric}" in r}
+        assert sorted(scores[name]) == [0, 4, STEPS]
+        with open(tmp_path / name / "best.json") as f:
+            scores[name]["best"] = json.load(f)["step"]
+    assert "eval at step" not in (sorted(logs.iterdir())[-1]).read_text()  # process 1 wrote nothing
+    for step in (0, 4, STEPS):
+        assert abs(scores["two"][step] - scores["one"][step]) <= 1e-5, step
+    assert scores["two"]["best"] == scores["one"]["best"]
