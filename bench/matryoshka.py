@@ -1,7 +1,9 @@
 """Matryoshka embeddings: MiniLM trained further on the standard-library code pairs with and without
 LossConfig.matryoshka_dims, then held-out code search (stdlib_code/test) at every nested dimension.
 
-Two runs of configs/experiments/minilm_code.gin, same steps, batch and seed: one with the loss also
+Two runs of configs/experiments/minilm_code.gin, same steps, batch and seed (each scored on the
+validation split every --eval_every steps during training, the best step kept; bench/eval_curve.py
+draws the curves): one with the loss also
 computed on the first 256, 128, 64 and 32 values (normalised again), one without; each scored by
 `python -m cpt_jax.evaluate --dims` (embeddings cut to each dimension and normalised again; the run
 without Matryoshka is cut the same way, which is what a user of an ordinary model gets). The start
@@ -24,11 +26,18 @@ from hard_negatives import last_metrics, run  # noqa: E402
 DIMS = (384, 256, 128, 64, 32)
 
 
+EVAL_METRIC = "stdlib_code/validation/ndcg@10"
+
+
 def train_flags(output_dir: str, matryoshka: bool, args: argparse.Namespace) -> list[str]:
+    """minilm_code.gin with or without the nested dims; both scored on stdlib_code's validation split
+    during training (TrainConfig.evaluation), the best step kept."""
     dims = f"({', '.join(map(str, DIMS))})" if matryoshka else "()"
     return [
         "cpt_jax.train", "--gin_file=configs/experiments/minilm_code.gin",
         f"--gin.LossConfig.matryoshka_dims={dims}",
+        f"--gin.EvalConfig.every={args.eval_every}", "--gin.EvalConfig.tasks=('stdlib_code',)",
+        f"--gin.EvalConfig.best_metric='{EVAL_METRIC}'",
         f"--gin.TrainConfig.num_steps={args.steps}",
         f"--gin.TrainConfig.global_batch_size={args.batch}",
         f"--gin.TrainConfig.checkpoint_every={args.steps}",
@@ -64,6 +73,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=120)
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--eval_every", type=int, default=20, help="steps between evaluations during training")
     p.add_argument("--workdir", default="outputs/matryoshka")
     p.add_argument("--data_dir", default="outputs/tfds")
     args = p.parse_args()

@@ -14,7 +14,7 @@ import copy
 import difflib
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -48,6 +48,25 @@ def bucket_lengths(max_len: int, smallest: int = 16, growth: float = 1.25, multi
 def padded_length(length: int, buckets: Sequence[int]) -> int:
     """The smallest bucket that holds `length` tokens (buckets ascending, as bucket_lengths gives them)."""
     return next(b for b in buckets if b >= length)
+
+
+def padded_batches(
+    tokens: np.ndarray, mask: np.ndarray, max_len: int, rows: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Tokenised texts [n, max_len] as batches of `rows` rows, longest first, each padded to its
+    bucket length: (indices into the texts, tokens, mask) [rows, width]; rows past the texts get one
+    token so pooling stays finite."""
+    lengths = mask.sum(axis=1)
+    order = np.argsort(-lengths, kind="stable")
+    buckets = bucket_lengths(max_len)
+    for start in range(0, len(tokens), rows):
+        idx = order[start : start + rows]
+        width = padded_length(lengths[idx].max(), buckets)
+        t = np.zeros((rows, width), np.int32)
+        m = np.zeros((rows, width), np.int32)
+        t[: len(idx)], m[: len(idx)] = tokens[idx, :width], mask[idx, :width]
+        m[len(idx) :, 0] = 1
+        yield idx, t, m
 
 
 def run_instructions(data_config: dict) -> dict[str, tuple[str, str]]:
@@ -251,18 +270,9 @@ class Embedder:
         prefix = self.prefix[s]
         texts = [prefix + t for t in texts] if prefix else list(texts)
         tokens, mask = self.tokenizer.encode(texts, s, self.max_len[s])
-        lengths = mask.sum(axis=1)
-        order = np.argsort(-lengths, kind="stable")
-        buckets = bucket_lengths(self.max_len[s])
         out = np.zeros((len(texts), self.model.d_model), np.float32)
         pending: list[tuple[np.ndarray, jax.Array]] = []  # dispatched, not yet fetched (at most 8)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            width = padded_length(lengths[idx].max(), buckets)
-            t = np.zeros((batch_size, width), np.int32)
-            m = np.zeros((batch_size, width), np.int32)
-            t[: len(idx)], m[: len(idx)] = tokens[idx, :width], mask[idx, :width]
-            m[len(idx) :, 0] = 1  # padding rows get one token so pooling stays finite
+        for idx, t, m in padded_batches(tokens, mask, self.max_len[s], batch_size):
             pending.append((idx, self._embed(self.params, t, m)))
             if len(pending) > 8:  # bounded: device results never hold more than 8 batches
                 rows, result = pending.pop(0)

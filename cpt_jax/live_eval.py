@@ -23,7 +23,7 @@ from jax.experimental import multihost_utils
 
 from cpt_jax.data import probe_tasks
 from cpt_jax.data.tokenizer import Tokenizer
-from cpt_jax.embedder import SIDES, bucket_lengths, common_instruction, padded_length, run_instructions
+from cpt_jax.embedder import SIDES, common_instruction, padded_batches, run_instructions
 from cpt_jax.eval.spec import DEFAULT_DATA_DIR, EvalSpec
 from cpt_jax.eval.suite import TRAINED, Results, evaluate
 from cpt_jax.model import embed
@@ -63,19 +63,10 @@ class LiveEncoder:
         s = SIDES[side]
         texts = [self.prefix[s] + t for t in texts] if self.prefix[s] else list(texts)
         tokens, mask = self.tokenizer.encode(texts, s, self.max_len[s])
-        lengths = mask.sum(axis=1)
-        order = np.argsort(-lengths, kind="stable")
-        buckets = bucket_lengths(self.max_len[s])
         rows = max(self._rows, batch_size - batch_size % self._rows)
         out = np.zeros((len(texts), self.run.config.model.d_model), np.float32)
         with jax.set_mesh(self.run.mesh), nn.logical_axis_rules(list(self.run.rules)):
-            for start in range(0, len(texts), rows):
-                idx = order[start : start + rows]
-                width = padded_length(lengths[idx].max(), buckets)
-                t = np.zeros((rows, width), np.int32)
-                m = np.zeros((rows, width), np.int32)
-                t[: len(idx)], m[: len(idx)] = tokens[idx, :width], mask[idx, :width]
-                m[len(idx) :, 0] = 1  # padding rows get one token so pooling stays finite
+            for idx, t, m in padded_batches(tokens, mask, self.max_len[s], rows):
                 emb = self._embed(self.run.state.params, self._global(t), self._global(m))
                 host = multihost_utils.process_allgather(emb, tiled=True) if jax.process_count() > 1 else emb
                 out[idx] = np.asarray(host)[: len(idx)]

@@ -21,16 +21,23 @@ _WORD = re.compile(r"[^\W_]+(?:_+[^\W_]+)*")
 # Boundaries inside an identifier: lower/digit->Upper ("getUser") and the end
 # of an acronym before a capitalised word ("HTTPServer").
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-logging.getLogger("bm25s").setLevel(logging.WARNING)  # its index build logs at DEBUG
-# bm25s is imported where it is used: importing it starts JAX's backend (it can rank with jax), which
-# must not happen before a multi-process run has called jax.distributed.initialize.
+
+
+@functools.cache
+def _bm25s():
+    """The bm25s module, imported on first use: importing it starts JAX's backend (it can rank with
+    jax), which must not happen before a multi-process run calls jax.distributed.initialize. Its
+    index build logs at DEBUG, so its logger is quietened after the import (which sets it up)."""
+    import bm25s
+    import bm25s.stopwords
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
 
 
 @functools.cache
 def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
-
-    return frozenset(STOPWORDS_EN)
+    return frozenset(_bm25s().stopwords.STOPWORDS_EN)
 
 
 def tokenize(text: str, stopwords: bool = True) -> list[str]:
@@ -66,9 +73,7 @@ class BM25Index:
             raise ValueError("docs is empty; BM25 needs at least one document.")
         self.stopwords = stopwords
         self.num_docs = len(docs)
-        import bm25s
-
-        self._bm25 = bm25s.BM25(k1=k1, b=b)
+        self._bm25 = _bm25s().BM25(k1=k1, b=b)
         self._bm25.index([tokenize(d, stopwords) for d in docs], show_progress=False)
 
     def scores(self, query: str) -> np.ndarray:

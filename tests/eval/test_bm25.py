@@ -58,3 +58,11 @@ def test_errors():
         bm25_search(["x"], [], k=1)
     with pytest.raises(ValueError, match="gold indices"):
         bm25_rank_of_gold(["x"], DOCS, np.array([len(DOCS)]))
+
+
+def test_bm25s_is_quiet_once_used():
+    """bm25s is imported on first use (it starts JAX's backend); its DEBUG logging is silenced then."""
+    import logging
+
+    BM25Index(["alpha beta", "gamma delta"])
+    assert logging.getLogger("bm25s").getEffectiveLevel() >= logging.WARNING
