@@ -61,9 +61,10 @@ def experiment(gin_file: str, tokenizer: str | None) -> tuple[Any, Any, tempfile
 
 
 def synthetic_run(model: Any, batch: int, seq: int, chunk: int = 0, optimizer: Any = None, total_steps: int = 100,
-                  devices: list | None = None, init_params: Any = None) -> Any:
+                  devices: list | None = None, init_params: Any = None, lora: Any = None) -> Any:
     """train.run.build_run of a run that reads no data (random token batches): the model, global
-    batch, GradCache chunk and optimizer given, everything else TrainConfig's defaults."""
+    batch, GradCache chunk, optimizer and LoRA config given, everything else TrainConfig's defaults."""
+    from cpt_jax.model import LoraConfig
     from cpt_jax.data.config import DataConfig
     from cpt_jax.train.config import TrainConfig
     from cpt_jax.train.optimizer import OptimizerConfig
@@ -72,7 +73,7 @@ def synthetic_run(model: Any, batch: int, seq: int, chunk: int = 0, optimizer: A
     config = TrainConfig(
         output_dir="", model=model, data=DataConfig(max_len_x=seq, max_len_y=seq, stream_readers=1),
         num_steps=total_steps, global_batch_size=batch, grad_cache_chunk_size=chunk,
-        optimizer=optimizer or OptimizerConfig(),
+        optimizer=optimizer or OptimizerConfig(), lora=lora or LoraConfig(),
     )
     return build_run(config, devices=devices, init_params=init_params)
 

@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,7 +28,8 @@ from cpt_jax import checkpoint
 from cpt_jax.data.tokenizer import RUN_DIR_NAME, Tokenizer, load_run_tokenizer
 from cpt_jax.data.tokenizer_files import check_fingerprint
 from cpt_jax.interop import pretrained
-from cpt_jax.model import ModelConfig, embed, init_params
+from cpt_jax.model import LoraConfig, ModelConfig, embed, init_boxed_adapters, init_params
+from cpt_jax.model.lora import merge
 from cpt_jax.model.pooling import nested_prefix
 
 SIDES = {"query": "x", "document": "y", "x": "x", "y": "y"}
@@ -138,15 +140,25 @@ class Embedder:
                 override="or pass allow_tokenizer_change=True to Embedder.load to encode with the current one anyway",
             )
         model = ModelConfig(**{**meta["model_config"], **({"dtype": dtype} if dtype else {})})
-        target = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
-        single = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        target = {
-            "encoder": checkpoint.abstract_like(target, jax.tree.map(lambda _: single, target)),
-            "log_temperature": jax.ShapeDtypeStruct((), jnp.float32, sharding=single),
-        }
-        params = checkpoint.restore_params(run_dir, step, target)["encoder"]
+        if meta.get("lora"):  # adapters on a frozen base: merged into one encoder tree
+            params = _merged_lora_params(run_dir, step, meta, model, tokenizer)
+        else:
+            params = _restore(run_dir, step, "encoder", jax.eval_shape(lambda: init_params(model, jax.random.key(0))))
         data = meta["data_config"]
         return cls(model, params, tokenizer, {"x": data["max_len_x"], "y": data["max_len_y"]}, run_instructions(data))
+
+    @classmethod
+    def lora_base(cls, run_dir: str, dtype: str | None = None) -> Embedder | None:
+        """The frozen base a LoRA run adapts (its checkpoints name it; the imported model or the
+        seed's random encoder), or None for a run that trained every weight."""
+        _, meta = checkpoint.read_meta(run_dir, None)
+        if not meta.get("lora"):
+            return None
+        model = ModelConfig(**{**meta["model_config"], **({"dtype": dtype} if dtype else {})})
+        tokenizer = load_run_tokenizer(run_dir)
+        data = meta["data_config"]
+        return cls(model, lora_base_params(run_dir, meta, model, tokenizer), tokenizer,
+                   {"x": data["max_len_x"], "y": data["max_len_y"]}, run_instructions(data))
 
     @classmethod
     def pretrained_start(cls, run_dir: str, dtype: str | None = None) -> Embedder | None:
@@ -280,3 +292,58 @@ class Embedder:
         for rows, result in pending:
             out[rows] = np.asarray(result)[: len(rows)]
         return out
+
+
+def _restore(run_dir: str, step: int, name: str, abstract: Any) -> Any:
+    """params[name] of checkpoint `step` onto the first local device (abstract: its shapes)."""
+    single = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = {
+        name: checkpoint.abstract_like(abstract, jax.tree.map(lambda _: single, abstract)),
+        "log_temperature": jax.ShapeDtypeStruct((), jnp.float32, sharding=single),
+    }
+    return checkpoint.restore_params(run_dir, step, target)[name]
+
+
+def lora_config(meta: dict[str, Any]) -> LoraConfig:
+    """The LoraConfig a checkpoint's meta records (train/restore.lora_meta)."""
+    return LoraConfig(**{k: meta["lora"][k] for k in ("rank", "alpha", "dropout", "targets")})
+
+
+def lora_base_params(run_dir: str, meta: dict[str, Any], model: ModelConfig, tokenizer: Tokenizer) -> Any:
+    """Host encoder tree of the base a LoRA run's checkpoints name: the imported model, checked
+    against the weights' SHA-256 the run recorded, or the random encoder of the run's seed."""
+    base = meta["lora"]["base"]
+    if "seed" in base:
+        return jax.tree.map(np.asarray, init_params(model, jax.random.key(base["seed"])))
+    source = meta.get("init_from", "")
+    model_dir = pretrained.resolve(source)
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(
+            f"{run_dir} is a LoRA run whose adapters belong to {source!r}, which is not a directory here "
+            f"({model_dir}); install or copy that model to load the run."
+        )
+    found = pretrained.weights_sha256(model_dir)
+    if found != base["weights_sha256"]:
+        raise ValueError(
+            f"{run_dir} is a LoRA run trained on the weights of {source!r} (SHA-256 {base['weights_sha256'][:16]}...), "
+            f"but {model_dir} now holds other weights ({found[:16]}...), on which its adapters mean nothing. "
+            "Restore the model the run was trained on (e.g. reinstall the same package version)."
+        )
+    return pretrained.encoder_params(model_dir, model, tokenizer)
+
+
+def load_lora_adapters(run_dir: str, step: int | None = None) -> tuple[LoraConfig, Any]:
+    """(LoraConfig, host adapter tree) of a LoRA run's checkpoint (latest or `step`)."""
+    step, meta = checkpoint.read_meta(run_dir, step)
+    if not meta.get("lora"):
+        raise ValueError(f"{run_dir} trained every weight (TrainConfig.lora was off): it has no adapters to write; "
+                         "export it without --peft.")
+    model, lora = ModelConfig(**meta["model_config"]), lora_config(meta)
+    abstract = jax.eval_shape(lambda: nn.meta.unbox(init_boxed_adapters(model, lora, jax.random.key(0))))
+    return lora, jax.tree.map(np.asarray, jax.device_get(_restore(run_dir, step, "lora", abstract)))
+
+
+def _merged_lora_params(run_dir: str, step: int, meta: dict[str, Any], model: ModelConfig, tokenizer: Tokenizer) -> Any:
+    """A LoRA checkpoint's adapters merged into its base (model/lora.merge): one plain encoder tree."""
+    lora, adapters = load_lora_adapters(run_dir, step)
+    return merge(lora_base_params(run_dir, meta, model, tokenizer), adapters, lora)

@@ -31,6 +31,7 @@ from cpt_jax.parallel import runtime
 from cpt_jax.parallel.mesh import BATCH_AXES
 from cpt_jax.train.evaluation import EvalConfig, Evaluator
 from cpt_jax.train.run import Run
+from cpt_jax.train.state import encoder_of
 
 
 class LiveEncoder:
@@ -42,9 +43,11 @@ class LiveEncoder:
         # As Embedder: the run's one instruction if all its sources share it, else none by default.
         self.prefix = dict(zip("xy", common_instruction(instructions)))
         self._rows = int(np.prod([run.mesh.shape[a] for a in BATCH_AXES]))  # rows split over the data axes
-        model = run.config.model
-        self._embed = jax.jit(lambda p, t, m: embed(p["encoder"], model, t, m),
-                              in_shardings=(run.shardings.params, run.batch_sharding, run.batch_sharding))
+        model, lora = run.config.model, run.config.lora
+        # With LoRA the adapters run beside the frozen base, unmerged: no merged copy is made.
+        self._embed = jax.jit(lambda p, f, t, m: embed(encoder_of(p, f, lora), model, t, m),
+                              in_shardings=(run.shardings.params, run.shardings.frozen, run.batch_sharding,
+                                            run.batch_sharding))
 
     def for_task(self, name: str) -> LiveEncoder:
         """With the instruction of the run's source named `name` (as Embedder.for_task)."""
@@ -67,7 +70,8 @@ class LiveEncoder:
         out = np.zeros((len(texts), self.run.config.model.d_model), np.float32)
         with jax.set_mesh(self.run.mesh), nn.logical_axis_rules(list(self.run.rules)):
             for idx, t, m in padded_batches(tokens, mask, self.max_len[s], rows):
-                emb = self._embed(self.run.state.params, self._global(t), self._global(m))
+                state = self.run.state
+                emb = self._embed(state.params, state.frozen, self._global(t), self._global(m))
                 host = multihost_utils.process_allgather(emb, tiled=True) if jax.process_count() > 1 else emb
                 out[idx] = np.asarray(host)[: len(idx)]
         return out

@@ -156,10 +156,12 @@ def reference_loss(x, y, log_temperature):
 
 
 def write_run_dir(run_dir: str, model, encoder_params, tokenizer, max_len_x: int = 32, max_len_y: int = 64,
-                  data_config: dict | None = None) -> str:
+                  data_config: dict | None = None, lora: dict | None = None) -> str:
     """A run directory in the layout python -m cpt_jax.train writes (tokenizer, checkpoint 0 with
     meta), for tests that need a checkpoint without paying for a training run. data_config: more
-    fields of the meta's data_config (e.g. sources and instructions)."""
+    fields of the meta's data_config (e.g. sources and instructions). lora: a LoRA run instead,
+    {"meta": train/restore.lora_meta's dict, "adapters": tree, "init_from": the base's path or None};
+    encoder_params is then unused."""
     tokenizer.save(os.path.join(run_dir, RUN_DIR_NAME))
     params = {"encoder": encoder_params, "log_temperature": jnp.float32(3.0)}
     meta = {
@@ -167,6 +169,11 @@ def write_run_dir(run_dir: str, model, encoder_params, tokenizer, max_len_x: int
         "model_config": dataclasses.asdict(model),
         "data_config": {"max_len_x": max_len_x, "max_len_y": max_len_y, **(data_config or {})},
     }
+    if lora is not None:
+        params = {"lora": lora["adapters"], "log_temperature": jnp.float32(3.0)}
+        meta["lora"] = lora["meta"]
+        if lora.get("init_from"):
+            meta["init_from"] = lora["init_from"]
     ckpt = checkpoint.Checkpointer(run_dir, async_save=False)
     ckpt.save(0, params, {"count": jnp.zeros((), jnp.int32)}, meta, force=True)
     ckpt.wait()

@@ -53,6 +53,7 @@ REQUIRED: dict[str, dict] = {
     "TemperatureConfig": {},
     "LossConfig": {},
     "EvalConfig": {"every": 1, "tasks": ("site_code",)},
+    "LoraConfig": {},
     "TrainConfig": {
         "output_dir": "/tmp/unused", "model": ModelConfig(), "data": DataConfig(max_len_x=8, max_len_y=8),
         "num_steps": 1, "global_batch_size": 16,

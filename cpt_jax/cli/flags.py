@@ -36,7 +36,7 @@ from cpt_jax.data.sources import (
     TfdsTextSource,
 )
 from cpt_jax.loss import LossConfig
-from cpt_jax.model import ModelConfig
+from cpt_jax.model import LoraConfig, ModelConfig
 from cpt_jax.parallel.mesh import MeshConfig
 from cpt_jax.train.config import TrainConfig
 from cpt_jax.train.evaluation import EvalConfig
@@ -55,6 +55,7 @@ CONFIGURABLES = {
         TemperatureConfig,
         LossConfig,
         EvalConfig,
+        LoraConfig,
         TrainConfig,
         TextFilesSource,
         CodeFilesSource,

@@ -92,8 +92,11 @@ def build_spec(args: argparse.Namespace) -> PlanSpec:
     batch = args.batch or (train.global_batch_size if train else None)
     if batch is None:
         raise ValueError("--batch is required with a model config (an experiment's TrainConfig gives its own).")
-    extra = {} if train is None else dict(optimizer=train.optimizer, temperature=train.temperature, loss=train.loss,
-                                          sharding_rules=train.sharding_rules)
+    if train is None:  # a model config alone: LoraConfig bindings still plan a LoRA run
+        extra = dict(lora=flags.build("LoraConfig"))
+    else:
+        extra = dict(optimizer=train.optimizer, temperature=train.temperature, loss=train.loss, lora=train.lora,
+                     sharding_rules=train.sharding_rules)
     return PlanSpec(
         model=dataclasses.replace(model, remat=args.remat) if args.remat else model,
         global_batch=batch,

@@ -19,15 +19,15 @@ import jax
 import numpy as np
 
 from cpt_jax import atomic
-from cpt_jax.embedder import Embedder
-from cpt_jax.interop.hf_weights import save_hf_checkpoint
+from cpt_jax.embedder import Embedder, load_lora_adapters
+from cpt_jax.interop.hf_weights import lora_to_peft, save_hf_checkpoint
 
 POOLING_MODES = {"eos": "lasttoken", "mean": "mean"}
 
 
 def export(
     run_dir: str, out_dir: str, step: int | None = None, max_len: int | None = None, instruction: str | None = None,
-    dim: int | None = None,
+    dim: int | None = None, peft: bool = False,
 ) -> str:
     """Writes the exported model to out_dir and returns out_dir. max_len: the tokens per text the
     exported model reads on both sides (default: each side's training length; see
@@ -37,40 +37,76 @@ def export(
     A run whose sources have different instructions must name one. dim: the embedding's first dim
     values, normalised again (Embedder.with_dim; a run trained with LossConfig.matryoshka_dims):
     an identity Dense module cuts the pooled embedding before Normalize, so plain
-    SentenceTransformer(DIR) gives the nested embedding (AutoModel gives the full hidden states)."""
+    SentenceTransformer(DIR) gives the nested embedding (AutoModel gives the full hidden states).
+
+    A LoRA run (TrainConfig.lora) exports merged: the adapters folded into full weights. peft=True
+    writes them unmerged instead, as a PEFT adapter directory: out_dir holds adapter_config.json and
+    adapter_model.safetensors, and out_dir/base the base model (exported as above), which the
+    adapter config names; `peft.PeftModel.from_pretrained(AutoModel.from_pretrained(out_dir/base),
+    out_dir)` computes the run's embeddings."""
+    embedder = _as_exported(Embedder.load(run_dir, step), run_dir, max_len, instruction, dim)
+    if os.path.exists(out_dir) and os.listdir(out_dir):
+        raise FileExistsError(f"{out_dir} is not empty; export into a new directory (nothing was overwritten).")
+    if peft:
+        return _export_peft(run_dir, out_dir, step, _as_exported(Embedder.lora_base(run_dir) or embedder, run_dir,
+                                                                   max_len, instruction, dim))
+    # replace=False: an out_dir that filled up meanwhile raises FileExistsError instead of being replaced.
+    with atomic.staged_dir(out_dir, replace=False) as tmp:
+        _write_model(embedder, tmp)
+    return out_dir
+
+
+def _as_exported(embedder: Embedder, run_dir: str, max_len: int | None, instruction: str | None,
+                 dim: int | None) -> Embedder:
+    """The embedder with the export's length, instruction and dimension."""
+    if max_len is not None:
+        embedder = embedder.with_max_len(max_len)
+    embedder = _with_export_instruction(embedder, run_dir, instruction)
+    return embedder if dim is None else embedder.with_dim(dim)  # with_dim checks the range
+
+
+def _export_peft(run_dir: str, out_dir: str, step: int | None, base: Embedder) -> str:
+    """The base as out_dir/base and the run's adapters as a PEFT adapter directory at out_dir."""
+    from peft import LoraConfig as PeftLoraConfig
+    from safetensors.numpy import save_file
+
+    lora, adapters = load_lora_adapters(run_dir, step)  # a run without adapters is refused here
+    state, modules = lora_to_peft(base.model, adapters)  # refused before anything is written
+    with atomic.staged_dir(out_dir, replace=False) as tmp:
+        _write_model(base, os.path.join(tmp, "base"))
+        PeftLoraConfig(
+            r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=modules,
+            base_model_name_or_path=os.path.abspath(os.path.join(out_dir, "base")), inference_mode=True,
+        ).save_pretrained(tmp)
+        save_file(state, os.path.join(tmp, "adapter_model.safetensors"), metadata={"format": "pt"})
+    return out_dir
+
+
+def _write_model(embedder: Embedder, tmp: str) -> None:
+    """embedder's model as a transformers + sentence-transformers directory at tmp."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Normalize, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
 
-    embedder = Embedder.load(run_dir, step)
-    if max_len is not None:
-        embedder = embedder.with_max_len(max_len)
-    embedder = _with_export_instruction(embedder, run_dir, instruction)
-    if dim is not None:
-        embedder = embedder.with_dim(dim)  # checks the range
     model = embedder.model
-    if os.path.exists(out_dir) and os.listdir(out_dir):
-        raise FileExistsError(f"{out_dir} is not empty; export into a new directory (nothing was overwritten).")
     params = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), embedder.params)
-    # replace=False: an out_dir that filled up meanwhile raises FileExistsError instead of being replaced.
-    with atomic.staged_dir(out_dir, replace=False) as tmp:
-        save_hf_checkpoint(model, params, tmp)
-        embedder.tokenizer.save_for_transformers(tmp, model_max_length=model.max_len)
-        # Each side truncates at its training length; a task-less encode() is the document side.
-        transformer = Transformer(
-            tmp,
-            query_length=embedder.max_len["x"],
-            document_length=embedder.max_len["y"],
-            max_seq_length=embedder.max_len["y"],
-        )
-        pooling = Pooling(model.d_model, pooling_mode=POOLING_MODES[model.pooling])
-        prompts = {"query": embedder.prefix["x"], "document": embedder.prefix["y"]}
-        SentenceTransformer(
-            modules=[transformer, pooling, *_nested_cut(model.d_model, embedder.dim), Normalize()],
-            similarity_fn_name="cosine",
-            **({"prompts": prompts, "default_prompt_name": "document"} if any(prompts.values()) else {}),
-        ).save(tmp)
-    return out_dir
+    os.makedirs(tmp, exist_ok=True)
+    save_hf_checkpoint(model, params, tmp)
+    embedder.tokenizer.save_for_transformers(tmp, model_max_length=model.max_len)
+    # Each side truncates at its training length; a task-less encode() is the document side.
+    transformer = Transformer(
+        tmp,
+        query_length=embedder.max_len["x"],
+        document_length=embedder.max_len["y"],
+        max_seq_length=embedder.max_len["y"],
+    )
+    pooling = Pooling(model.d_model, pooling_mode=POOLING_MODES[model.pooling])
+    prompts = {"query": embedder.prefix["x"], "document": embedder.prefix["y"]}
+    SentenceTransformer(
+        modules=[transformer, pooling, *_nested_cut(model.d_model, embedder.dim), Normalize()],
+        similarity_fn_name="cosine",
+        **({"prompts": prompts, "default_prompt_name": "document"} if any(prompts.values()) else {}),
+    ).save(tmp)
 
 
 def _nested_cut(d_model: int, dim: int) -> list:

@@ -247,6 +247,36 @@ def params_to_hf(cfg: ModelConfig, params: Params, vocab_size: int | None = None
     return sd
 
 
+def lora_to_peft(cfg: ModelConfig, adapters: Params) -> tuple[StateDict, list[str]]:
+    """A LoRA run's adapters (model/lora.py; scanned or not, as cfg says) as PEFT's adapter state dict
+    (`base_model.model.<module>.lora_A.weight` [r, in], `.lora_B.weight` [out, r]) and the names of
+    the adapted modules (PEFT's target_modules), for cfg's family."""
+    family = match_family(cfg)
+    if family == "gpt2":
+        raise ValueError(
+            "GPT-2 holds query, key and value in one fused c_attn module, on which PEFT keeps one adapter where "
+            "this run trained three; a PEFT directory cannot express it. Export the merged model instead "
+            "(python -m cpt_jax.export without --peft): the same embeddings in a plain transformers model."
+        )
+    tree = dict(adapters)
+    if cfg.scan_layers:
+        blocks = tree.pop("blocks", {})
+        for i in range(cfg.num_layers):
+            tree[f"block_{i}"] = jax.tree.map(lambda x, i=i: x[i], blocks)
+    flat = {tuple(k.key for k in path): x for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    hf_names = {e.path: e.hf for e in _entries(cfg, family)}
+    sd: StateDict = {}
+    modules = []
+    for path in sorted(p[:-1] for p in flat if p[-1] == "lora_a"):
+        a, b = np.asarray(flat[(*path, "lora_a")], np.float32), np.asarray(flat[(*path, "lora_b")], np.float32)
+        rank = a.shape[-1]
+        module = hf_names[path].removesuffix(".weight")
+        sd[f"base_model.model.{module}.lora_A.weight"] = np.ascontiguousarray(a.reshape(-1, rank).T)
+        sd[f"base_model.model.{module}.lora_B.weight"] = np.ascontiguousarray(b.reshape(rank, -1).T)
+        modules.append(module)
+    return sd, modules
+
+
 def _read_safetensors(path: str) -> StateDict:
     from safetensors import safe_open
     from safetensors.numpy import load_file
@@ -266,19 +296,25 @@ def _read_torch_bin(path: str) -> StateDict:
     return {k: t.float().numpy() for k, t in state.items()}
 
 
-def _read_weights(model_dir: str) -> StateDict:
+def weight_files(model_dir: str) -> tuple[list[str], Any]:
+    """(the weight files a checkpoint directory's model is read from, their reader)."""
     for name, reader in (("model.safetensors", _read_safetensors), ("pytorch_model.bin", _read_torch_bin)):
         if os.path.exists(os.path.join(model_dir, name)):
-            return reader(os.path.join(model_dir, name))
+            return [os.path.join(model_dir, name)], reader
         index = os.path.join(model_dir, f"{name}.index.json")
         if os.path.exists(index):
             with open(index) as f:
                 shards = sorted(set(json.load(f)["weight_map"].values()))
-            return {k: x for shard in shards for k, x in reader(os.path.join(model_dir, shard)).items()}
+            return [os.path.join(model_dir, shard) for shard in shards], reader
     raise FileNotFoundError(
         f"No weights in {model_dir}: expected model.safetensors, model.safetensors.index.json (sharded), "
         "pytorch_model.bin or pytorch_model.bin.index.json."
     )
+
+
+def _read_weights(model_dir: str) -> StateDict:
+    files, reader = weight_files(model_dir)
+    return {k: x for path in files for k, x in reader(path).items()}
 
 
 def load_hf_checkpoint(model_dir: str, **overrides: Any) -> tuple[ModelConfig, Params, dict[str, Any]]:

@@ -11,6 +11,7 @@ imported encoder embeds a text much as the original model did.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import json
 import os
@@ -20,7 +21,7 @@ import numpy as np
 
 from cpt_jax.data.tokenizer import Tokenizer
 from cpt_jax.interop.hf_families import model_config_from_hf
-from cpt_jax.interop.hf_weights import load_hf_checkpoint
+from cpt_jax.interop.hf_weights import load_hf_checkpoint, weight_files
 from cpt_jax.model import ModelConfig
 
 # How the encoder runs, not what it is: taken from the run's ModelConfig.
@@ -87,3 +88,14 @@ def encoder_params(model_dir: str, model: ModelConfig, tokenizer: Tokenizer) -> 
         grown[row] = table[source] if source is not None else table.mean(axis=0)
     params["token_embedding"]["embedding"] = grown
     return params
+
+
+def weights_sha256(model_dir: str) -> str:
+    """One SHA-256 over the bytes of the weight files a model directory is read from: the identity
+    of a LoRA run's base (train/restore.lora_meta), checked again wherever the base is rebuilt."""
+    digest = hashlib.sha256()
+    for path in weight_files(model_dir)[0]:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()

@@ -12,16 +12,30 @@ import jax.numpy as jnp
 from cpt_jax.batch import PackedSide, PaddedSide, Side
 from cpt_jax.model.config import ModelConfig
 from cpt_jax.model.encoder import Encoder
+from cpt_jax.model.lora import Adapted, LoraConfig, init_adapters
 from cpt_jax.model.pooling import eos_positions, l2_normalize, pool, segment_mean_pool, take_tokens
 
 Array = jax.Array
 Params = Any
 
 
+def _bound(params: Params, cfg: ModelConfig) -> tuple[Encoder, dict[str, Params]]:
+    """The module and its variables for a plain parameter tree or an Adapted one (LoRA)."""
+    if isinstance(params, Adapted):
+        return Encoder(cfg, params.config), {"params": params.base, "lora": params.adapters}
+    return Encoder(cfg), {"params": params}
+
+
 def init_boxed(cfg: ModelConfig, rng: Array) -> Params:
     """Encoder parameters still wrapped in nn.Partitioned (logical axis names attached)."""
     tokens = jnp.ones((1, min(cfg.max_len, 8)), jnp.int32)
     return Encoder(cfg).init({"params": rng}, tokens, tokens)["params"]
+
+
+def init_boxed_adapters(cfg: ModelConfig, lora: LoraConfig, rng: Array) -> Params:
+    """LoRA adapters (nn.Partitioned leaves) for the encoder of `cfg`, drawn from fold_in(rng, 1): the
+    adapters a run of seed s starts with, for rng = key(s), whatever its base."""
+    return init_adapters(jax.eval_shape(lambda: init_boxed(cfg, rng)), lora, jax.random.fold_in(rng, 1))
 
 
 def init_params(cfg: ModelConfig, rng: Array) -> Params:
@@ -36,14 +50,16 @@ def embed(
     mask: Array,
     dropout_rng: Array | None = None,
 ) -> Array:
-    """tokens, mask: [batch, seq] -> L2-normalised float32 embeddings [batch, d_model].
+    """tokens, mask: [batch, seq] -> L2-normalised float32 embeddings [batch, d_model]; params: the
+    encoder tree, or model.lora.Adapted (a frozen base with LoRA adapters).
 
     Dropout is active iff a dropout_rng is given. With EOS pooling (and ModelConfig.eos_last_layer)
     the encoder's last layer runs at the EOS positions alone (Encoder's `positions`): the same
     embeddings, fewer FLOPs.
     """
     rngs = {} if dropout_rng is None else {"dropout": dropout_rng}
-    apply = functools.partial(Encoder(cfg).apply, {"params": params}, tokens, mask, dropout_rng is None, rngs=rngs)
+    encoder, variables = _bound(params, cfg)
+    apply = functools.partial(encoder.apply, variables, tokens, mask, dropout_rng is None, rngs=rngs)
     if cfg.pooling == "eos" and cfg.eos_last_layer:
         return l2_normalize(apply(positions=eos_positions(mask)).astype(jnp.float32))
     return pool(apply(), mask, cfg.pooling)
@@ -68,8 +84,9 @@ def embed_packed(
     groups, rows, seq = tokens.shape
     flat_segments = segments.reshape(groups * rows, seq)
     rngs = {} if dropout_rng is None else {"dropout": dropout_rng}
+    encoder, variables = _bound(params, cfg)
     apply = functools.partial(
-        Encoder(cfg).apply, {"params": params}, tokens.reshape(groups * rows, seq), flat_segments >= 0,
+        encoder.apply, variables, tokens.reshape(groups * rows, seq), flat_segments >= 0,
         dropout_rng is None, rngs=rngs, segments=flat_segments,
     )
     if cfg.pooling == "eos" and cfg.eos_last_layer:

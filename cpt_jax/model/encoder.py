@@ -24,7 +24,8 @@ import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 from cpt_jax.model.config import ModelConfig
-from cpt_jax.model.matmul import matmul
+from cpt_jax.model.lora import LoraConfig, project
+from cpt_jax.model.matmul import matmul, token_matmul
 from cpt_jax.model.pooling import take_tokens
 
 Array = jax.Array
@@ -55,21 +56,6 @@ def _param_init(names: tuple[str | None, ...], init: Any = _dense_init) -> Any:
 def _constrain(x: Array, names: tuple[str | None, ...]) -> Array:
     # No-op unless the caller traces under a mesh and nn.logical_axis_rules.
     return nn.with_logical_constraint(x, names)
-
-
-def token_matmul(x: Array, kernel: Array) -> Array:
-    """x: [batch, seq, d_in] @ kernel [d_in, *out] -> [batch, seq, *out], as one 2-D product.
-
-    Same result as einsum("bsd,d...->bs...", x, kernel), but from the flat [batch * seq, d_in]
-    form autodiff writes the weight gradient as one x^T @ grad over the tokens. From the 3-D form XLA:CPU first copies the
-    gradient transposed and then runs a slower kernel (bench/kernels.py compares the two forms).
-    The sharded batch axis stays the major one. Narrow
-    (bfloat16) products accumulate in float32 (matmul.py).
-    """
-    batch, seq, d_in = x.shape
-    out = kernel.shape[1:]
-    flat = matmul(x.reshape(batch * seq, d_in), kernel.reshape(d_in, -1))
-    return flat.reshape(batch, seq, *out)
 
 
 def attention_mask(mask: Array, causal: bool) -> Array:
@@ -207,6 +193,7 @@ def rotary(x: Array, theta: float, positions: Array | None = None) -> Array:
 
 class SelfAttention(nn.Module):
     config: ModelConfig
+    lora: LoraConfig | None = None
 
     @nn.compact
     def __call__(self, x: Array, context: Context, deterministic: bool, queries: Queries | None = None) -> Array:
@@ -225,10 +212,12 @@ class SelfAttention(nn.Module):
             shape = (cfg.d_model, heads, cfg.head_dim)
             kernel = self.param(f"{name}_kernel", _param_init(("embed", head_axis, "kv")), shape)
             queries_only = name == "query" and queries is not None
-            t = token_matmul((take_tokens(x, queries.index) if queries_only else x).astype(dt), kernel.astype(dt))
+            inputs = (take_tokens(x, queries.index) if queries_only else x).astype(dt)
+            bias = None
             if cfg.qkv_bias:
                 bias = self.param(f"{name}_bias", _param_init((head_axis, "kv"), nn.initializers.zeros), shape[1:])
-                t = t + bias.astype(dt)
+                bias = bias.astype(dt)
+            t = project(self, f"{name}_kernel", inputs, kernel.astype(dt), deterministic, bias)
             if cfg.position == "rope" and name != "value":
                 t = rotary(t, cfg.rope_theta, queries.position if queries_only else context.positions)
             if queries is not None and name != "query":
@@ -237,10 +226,11 @@ class SelfAttention(nn.Module):
         out = dot_product_attention(*qkv, context.mask if queries is None else queries.mask)
         kernel = self.param("out_kernel", _param_init(("heads", "kv", "embed")), (cfg.num_heads, cfg.head_dim, cfg.d_model))
         batch, seq = out.shape[:2]
-        out = token_matmul(out.reshape(batch, seq, -1), kernel.astype(dt).reshape(-1, cfg.d_model))
+        bias = None
         if cfg.out_bias:
-            bias = self.param("out_bias", _param_init(("embed",), nn.initializers.zeros), (cfg.d_model,))
-            out = out + bias.astype(dt)
+            bias = self.param("out_bias", _param_init(("embed",), nn.initializers.zeros), (cfg.d_model,)).astype(dt)
+        out = project(self, "out_kernel", out.reshape(batch, seq, -1), kernel.astype(dt).reshape(-1, cfg.d_model),
+                      deterministic, bias)
         return nn.Dropout(cfg.dropout)(out, deterministic=deterministic)
 
 
@@ -251,28 +241,32 @@ class Dense(nn.Module):
     use_bias: bool
     dtype: Any
     names: tuple[str, str]
+    lora: LoraConfig | None = None
 
     @nn.compact
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, x: Array, deterministic: bool = True) -> Array:
         kernel = self.param("kernel", _param_init(self.names), (x.shape[-1], self.features))
-        y = token_matmul(x.astype(self.dtype), kernel.astype(self.dtype))
+        bias = None
         if self.use_bias:
-            y = y + self.param("bias", _param_init(self.names[1:], nn.initializers.zeros), (self.features,)).astype(self.dtype)
-        return y
+            init = _param_init(self.names[1:], nn.initializers.zeros)
+            bias = self.param("bias", init, (self.features,)).astype(self.dtype)
+        return project(self, "kernel", x.astype(self.dtype), kernel.astype(self.dtype), deterministic, bias)
 
 
 class Mlp(nn.Module):
     """wo(act(wi x)), or with gated_mlp wo(act(wi_gate x) * wi x) (HF Llama: gate_proj, up_proj, down_proj)."""
 
     config: ModelConfig
+    lora: LoraConfig | None = None
 
     @nn.compact
     def __call__(self, x: Array, deterministic: bool) -> Array:
         """x: [batch, seq, d_model] -> [batch, seq, d_model]."""
         cfg = self.config
 
-        def dense(features: int, names: tuple[str, str], name: str) -> Dense:
-            return Dense(features, cfg.mlp_bias, cfg.compute_dtype, names, name=name)
+        def dense(features: int, names: tuple[str, str], name: str) -> Any:
+            layer = Dense(features, cfg.mlp_bias, cfg.compute_dtype, names, self.lora, name=name)
+            return lambda h: layer(h, deterministic)
 
         # Recomputed from its input in the backward pass: autodiff of the formula keeps the
         # activation's internal factors, extra [tokens, d_mlp] buffers per layer (bench/README.md).
@@ -302,6 +296,7 @@ class Block(nn.Module):
     """Residual block. Pre-norm: x + Attn(N(x)); x + MLP(N(x)). Post-norm: N(x + Attn(x)); N(x + MLP(x))."""
 
     config: ModelConfig
+    lora: LoraConfig | None = None
 
     @nn.compact
     def __call__(
@@ -310,7 +305,7 @@ class Block(nn.Module):
         """x: [batch, seq, d_model] -> [batch, seq, d_model]; with queries only the outputs at
         those tokens, [groups * n, 1, d_model]."""
         cfg = self.config
-        attn, mlp = SelfAttention(cfg, name="attention"), Mlp(cfg, name="mlp")
+        attn, mlp = SelfAttention(cfg, self.lora, name="attention"), Mlp(cfg, self.lora, name="mlp")
         ln_attn, ln_mlp = _norm(cfg, "ln_attention"), _norm(cfg, "ln_mlp")
         residual = x if queries is None else take_tokens(x, queries.index)
         if cfg.norm_position == "pre":
@@ -335,7 +330,7 @@ def _scan(block: Any, cfg: ModelConfig, length: int) -> Any:
     """`length` blocks as one scanned module, parameters stacked on a leading "layers" axis."""
     return nn.scan(
         block,
-        variable_axes={"params": 0},
+        variable_axes={"params": 0, "lora": 0},  # "lora": adapters stacked like their kernels
         split_rngs={"params": True, "dropout": True},
         in_axes=(nn.broadcast, nn.broadcast),
         length=length,
@@ -349,6 +344,7 @@ class _LastLayerApart(nn.Module):
     [num_layers, ...] parameters of "blocks" into these two, so the checkpoint layout is unchanged."""
 
     config: ModelConfig
+    lora: LoraConfig | None = None
 
     @nn.compact
     def __call__(self, x: Array, context: Context, deterministic: bool, queries: Queries) -> Array:
@@ -356,8 +352,8 @@ class _LastLayerApart(nn.Module):
         cfg = self.config
         block = _block(cfg)
         if cfg.num_layers > 1:
-            x, _ = _scan(block, cfg, cfg.num_layers - 1)(cfg, name="body")(x, context, deterministic)
-        return block(cfg, name="last")(x, context, deterministic, queries)[0]
+            x, _ = _scan(block, cfg, cfg.num_layers - 1)(cfg, self.lora, name="body")(x, context, deterministic)
+        return block(cfg, self.lora, name="last")(x, context, deterministic, queries)[0]
 
 
 def _split_last_layer(variables: Any) -> Any:
@@ -382,9 +378,12 @@ class Encoder(nn.Module):
     - segments [batch, seq] int, for rows packed with several sequences one after another: the
       sequence each token belongs to (-1: padding; mask must be segments >= 0). Each sequence
       attends only to itself and its positions restart at 0 (packed_attention_mask).
+    - lora: a LoraConfig whose adapters the "lora" variable collection holds (model/lora.py); each
+      adapted projection adds its low-rank term. Applied without that collection, it is the base.
     """
 
     config: ModelConfig
+    lora: LoraConfig | None = None
 
     @nn.compact
     def __call__(
@@ -422,20 +421,20 @@ class Encoder(nn.Module):
         index = None if positions is None else (positions[:, None] if positions.ndim == 1 else positions)
         if index is None or self.is_initializing():
             if cfg.scan_layers:
-                x, _ = _scan(block, cfg, cfg.num_layers)(cfg, name="blocks")(x, context, deterministic)
+                x, _ = _scan(block, cfg, cfg.num_layers)(cfg, self.lora, name="blocks")(x, context, deterministic)
             else:
                 for i in range(cfg.num_layers):
-                    x, _ = block(cfg, name=f"block_{i}")(x, context, deterministic)
+                    x, _ = block(cfg, self.lora, name=f"block_{i}")(x, context, deterministic)
             if index is not None:  # initialising: the whole stack creates the parameters
                 x = take_tokens(x, index)[:, 0]
             return _norm(cfg, "ln_final")(x) if cfg.final_norm else x
         queries = make_queries(mask, index, causal, segments)
         if cfg.scan_layers:
-            stack = nn.map_variables(_LastLayerApart, "params", trans_in_fn=_split_last_layer)
-            x = stack(cfg, name="blocks")(x, context, deterministic, queries)
+            stack = nn.map_variables(_LastLayerApart, ("params", "lora"), trans_in_fn=_split_last_layer)
+            x = stack(cfg, self.lora, name="blocks")(x, context, deterministic, queries)
         else:
             for i in range(cfg.num_layers - 1):
-                x, _ = block(cfg, name=f"block_{i}")(x, context, deterministic)
-            x, _ = block(cfg, name=f"block_{cfg.num_layers - 1}")(x, context, deterministic, queries)
+                x, _ = block(cfg, self.lora, name=f"block_{i}")(x, context, deterministic)
+            x, _ = block(cfg, self.lora, name=f"block_{cfg.num_layers - 1}")(x, context, deterministic, queries)
         x = x[:, 0]
         return _norm(cfg, "ln_final")(x) if cfg.final_norm else x

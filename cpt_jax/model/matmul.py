@@ -100,3 +100,18 @@ def matmul(a: Array, b: Array, out_dtype: jnp.dtype | None = None) -> Array:
     if jnp.finfo(a.dtype).bits >= 32:
         return jnp.matmul(a, b, preferred_element_type=out_dtype)
     return _narrow_matmul(a, b, out_dtype)
+
+
+def token_matmul(x: Array, kernel: Array) -> Array:
+    """x: [batch, seq, d_in] @ kernel [d_in, *out] -> [batch, seq, *out], as one 2-D product.
+
+    Same result as einsum("bsd,d...->bs...", x, kernel), but from the flat [batch * seq, d_in]
+    form autodiff writes the weight gradient as one x^T @ grad over the tokens. From the 3-D form XLA:CPU first copies the
+    gradient transposed and then runs a slower kernel (bench/kernels.py compares the two forms).
+    The sharded batch axis stays the major one. Narrow
+    (bfloat16) products accumulate in float32 (matmul.py).
+    """
+    batch, seq, d_in = x.shape
+    out = kernel.shape[1:]
+    flat = matmul(x.reshape(batch * seq, d_in), kernel.reshape(d_in, -1))
+    return flat.reshape(batch, seq, *out)

@@ -27,6 +27,7 @@ DEFAULT_RULES: Rules = (
     ("mlp", "tensor"),
     ("layers", None),
     ("pos", None),
+    ("lora_rank", None),  # LoRA adapters' rank (model/lora.py): small, kept whole
     # activations
     ("act_batch", ("data", "fsdp")),
     ("act_length", None),

@@ -42,8 +42,9 @@ COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 @dataclasses.dataclass(frozen=True)
 class StateBytes:
-    """Bytes per device of the parameters, the optimizer state and the gradients (which take the
-    parameters' shardings), from the shardings of the abstract state."""
+    """Bytes per device of the parameters (a LoRA run's frozen base included), the optimizer state
+    and the gradients (which take the trained parameters' shardings), from the shardings of the
+    abstract state."""
 
     params: int
     opt_state: int
@@ -89,8 +90,8 @@ def plan_devices(n: int) -> list:
 
 def abstract_state(ctx: StepContext) -> tuple[TrainState, TrainState]:
     """(state of ShapeDtypeStructs with shardings, the shardings), as build_run's new state."""
-    shardings = state_shardings(ctx.model, ctx.temperature, ctx.tx, ctx.mesh, ctx.rules)
-    shapes = abstract_train_state(ctx.model, ctx.temperature, ctx.tx)
+    shardings = state_shardings(ctx.model, ctx.temperature, ctx.tx, ctx.mesh, ctx.rules, ctx.lora)
+    shapes = abstract_train_state(ctx.model, ctx.temperature, ctx.tx, ctx.lora)
     state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), shapes, shardings)
     return state, shardings
 
@@ -123,8 +124,8 @@ def state_bytes(state: TrainState) -> StateBytes:
         leaves = jax.tree.leaves(tree)
         return sum(math.prod(x.sharding.shard_shape(x.shape)) * jnp.dtype(x.dtype).itemsize for x in leaves)
 
-    params = local(state.params)
-    return StateBytes(params=params, opt_state=local(state.opt_state), grads=params)
+    trained = local(state.params)  # with LoRA the adapters; the frozen base has no gradient or moments
+    return StateBytes(params=trained + local(state.frozen), opt_state=local(state.opt_state), grads=trained)
 
 
 def compile_step(config: TrainConfig, num_devices: int, target: str, pack_fill: float = 0.5) -> CompiledPlan:

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from cpt_jax.data.config import DataConfig
 from cpt_jax.loss import LossConfig
+from cpt_jax.model import LoraConfig
 from cpt_jax.model import ModelConfig
 from cpt_jax.model.config import REMAT_POLICIES
 from cpt_jax.parallel.mesh import MeshConfig
@@ -37,7 +38,8 @@ class PlanSpec:
     memory_fraction: the part of the accelerator's memory a plan may use; the rest is left to the
       runtime (JAX on GPU preallocates 75% by default; XLA_PYTHON_CLIENT_MEM_FRACTION raises it).
     target_pairs: training pairs to report the days for (0: days per billion pairs).
-    optimizer, temperature, loss, sharding_rules: as the run's TrainConfig has them.
+    optimizer, temperature, loss, lora, sharding_rules: as the run's TrainConfig has them (lora: plan
+      a LoRA run, its optimizer state and gradients those of the adapters alone).
     """
 
     model: ModelConfig
@@ -58,6 +60,7 @@ class PlanSpec:
     optimizer: OptimizerConfig = OptimizerConfig()
     temperature: TemperatureConfig = TemperatureConfig()
     loss: LossConfig = LossConfig()
+    lora: LoraConfig = LoraConfig()
     sharding_rules: tuple | None = None
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
@@ -122,6 +125,7 @@ def train_config(spec: PlanSpec, layout: Layout) -> TrainConfig:
         optimizer=spec.optimizer,
         temperature=spec.temperature,
         loss=spec.loss,
+        lora=spec.lora,
         sharding_rules=spec.sharding_rules,
         grad_cache_chunk_size=layout.chunk,
         pack_sequences=spec.pack_sequences,

@@ -9,7 +9,7 @@ import jax
 
 from cpt_jax.data.config import DataConfig, check_stream_layout, require_sources
 from cpt_jax.loss import LossConfig
-from cpt_jax.model import ModelConfig
+from cpt_jax.model import LoraConfig, ModelConfig
 from cpt_jax.parallel.mesh import MESH_AXES, MeshConfig
 from cpt_jax.train.evaluation import EvalConfig
 from cpt_jax.train.optimizer import OptimizerConfig
@@ -38,6 +38,9 @@ class TrainConfig:
       off by default).
     evaluation: held-out scores every K steps and the best checkpoint kept (train/evaluation.EvalConfig;
       off by default).
+    lora: low-rank adapters on the projections, the base frozen (model/lora.LoraConfig; rank 0, the
+      default, trains every weight). The base is init_from's model, or without it the encoder of
+      `seed`; checkpoints hold the adapters and name that base.
     sharding_rules: logical-axis -> mesh-axis pairs; None for parallel.rules.DEFAULT_RULES.
     grad_cache_chunk_size: 0 for the plain step; else GradCache with chunks of this many pairs
       (over all devices): activation memory is that of one chunk, the gradient is unchanged.
@@ -66,6 +69,7 @@ class TrainConfig:
     temperature: TemperatureConfig = TemperatureConfig()
     loss: LossConfig = LossConfig()
     evaluation: EvalConfig = EvalConfig()
+    lora: LoraConfig = LoraConfig()
     sharding_rules: tuple | None = None
     seed: int = 0
     log_every: int = 50

@@ -64,8 +64,8 @@ def train(
     with contextlib.ExitStack() as resources:
         ckpt = Checkpointer(config.output_dir, save_every=config.checkpoint_every, keep=config.keep_checkpoints)
         resources.callback(ckpt.close)
-        init_params = None
-        if config.init_from and not ckpt.all_steps():
+        init_params, fresh = None, not ckpt.all_steps()
+        if config.init_from and (fresh or config.lora.enabled):  # a LoRA run needs its frozen base on every start
             init_params = pretrained.encoder_params(config.init_from, config.model, tokenizer)
         run = build_run(config, checkpointer=ckpt, init_params=init_params, tokenizer_sha256=tokenizer.fingerprint())
         data = run.open_data(tokenizer)
@@ -87,7 +87,7 @@ def train(
         }
         if writer:
             atomic.write_text(os.path.join(config.output_dir, OPERATIVE_CONFIG_FILE), static_meta["operative_config"])
-        if init_params is not None:
+        if init_params is not None and fresh:
             # The imported model as checkpoint 0: the "before" of every comparison.
             ckpt.save(0, run.state.params, run.state.opt_state, {"step": 0, **static_meta}, force=True)
         evaluator = make_evaluator(run, tokenizer) if config.evaluation.enabled else None

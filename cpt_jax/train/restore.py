@@ -8,6 +8,10 @@ A restore can fail three ways, and each gets its own answer:
   read or moved, with the differing fields and the two ways out (TrainConfig.resume_overrides);
 * anything else (I/O errors, memory, timeouts): retried, then raised. Nothing is moved.
 A run whose checkpoints were all quarantined is never silently restarted from step 0.
+
+A LoRA run's checkpoints hold its adapters alone and name the base they adapt (`lora_meta`: the
+imported weights' SHA-256, or the seed of a random base); every start rebuilds that base and a
+resume onto another base, rank, alpha or target set is refused.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import optax
 from jax.sharding import Mesh
 
 from cpt_jax.checkpoint import Checkpointer, CheckpointIntegrityError, abstract_like, checkpoint_dir, shape_mismatches
+from cpt_jax.interop import pretrained
 from cpt_jax.model import ModelConfig
 from cpt_jax.parallel import runtime
 from cpt_jax.parallel.rules import Rules
@@ -33,6 +38,7 @@ from cpt_jax.train.state import (
     TrainState,
     abstract_train_state,
     create_train_state,
+    frozen_base,
     state_shardings,
     train_state_from_params,
 )
@@ -75,13 +81,25 @@ def opt_state_signature(opt_state: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def lora_meta(config: TrainConfig) -> dict[str, Any] | None:
+    """A LoRA run's adapters and the base they belong to (None: every weight trains). The base is
+    the imported weights (their files' SHA-256) or, without init_from, the encoder of the seed."""
+    lora = config.lora
+    if not lora.enabled:
+        return None
+    base = ({"weights_sha256": pretrained.weights_sha256(pretrained.resolve(config.init_from))}
+            if config.init_from else {"seed": config.seed})
+    return {"rank": lora.rank, "alpha": lora.alpha, "targets": lora.targets, "dropout": lora.dropout, "base": base}
+
+
 def run_meta(config: TrainConfig, tx: optax.GradientTransformation, tokenizer_sha256: str | None) -> dict[str, Any]:
     """What a checkpoint of this run records about the meaning of its arrays (compared on resume)."""
-    abstract = abstract_train_state(config.model, config.temperature, tx)
+    abstract = abstract_train_state(config.model, config.temperature, tx, config.lora)
     return {
         "model_config": dataclasses.asdict(config.model),
         "optimizer_config": dataclasses.asdict(config.optimizer),
         "opt_state_signature": opt_state_signature(abstract.opt_state),
+        "lora": lora_meta(config),
         **({"tokenizer_sha256": tokenizer_sha256} if tokenizer_sha256 else {}),
     }
 
@@ -132,19 +150,24 @@ def restore_or_init(
             "away. Copy intact checkpoints back, or move those aside (or delete them) to start afresh, or "
             "train into a new TrainConfig.output_dir."
         )
+    lora = config.lora
     if not steps:
         if init_params is not None:
-            return train_state_from_params(init_params, config.model, config.temperature, tx, mesh, rules)
-        return create_train_state(config.model, config.temperature, tx, mesh, rules, config.seed)
+            return train_state_from_params(init_params, config.model, config.temperature, tx, mesh, rules, lora,
+                                           config.seed)
+        return create_train_state(config.model, config.temperature, tx, mesh, rules, config.seed, lora)
     if aside:
         print(f"WARNING: {checkpoint_dir(config.output_dir)} holds quarantined checkpoints {aside} (their files failed "
               "the integrity check); resuming from the newest readable one.", flush=True)
     meta_now = meta_now or run_meta(config, tx, None)
-    shardings = state_shardings(config.model, config.temperature, tx, mesh, rules)
+    shardings = state_shardings(config.model, config.temperature, tx, mesh, rules, lora)
     failures = []
     for step in steps:
         state = _restore_step(config, ckpt, step, tx, shardings, meta_now, failures)
         if state is not None:
+            if lora.enabled:  # the adapters' base, rebuilt as the checkpoints name it (checked above)
+                base = frozen_base(config.model, lora, shardings, encoder=init_params, seed=config.seed)
+                state = state.replace(frozen=base)
             print(f"restored checkpoint at step {step} from {config.output_dir}", flush=True)
             return state, shardings
     raise RestoreError(
@@ -160,7 +183,7 @@ def _restore_step(config: TrainConfig, ckpt: Checkpointer, step: int, tx: optax.
     try:
         saved = _with_retries(lambda: ckpt.read_meta(step), f"the metadata of checkpoint {step}")
         _refuse_mismatch(config, step, saved, meta_now)
-        abstract = abstract_train_state(config.model, config.temperature, tx)
+        abstract = abstract_train_state(config.model, config.temperature, tx, config.lora)
         params_target = abstract_like(abstract.params, shardings.params)
         if "OptimizerConfig" in config.resume_overrides and "OptimizerConfig" in differences(saved, meta_now):
             params = _with_retries(lambda: ckpt.restore_params(step, params_target), f"checkpoint {step}")
@@ -192,6 +215,7 @@ def _refuse_mismatch(config: TrainConfig, step: int, saved: dict[str, Any], meta
     """ResumeMismatchError, before anything is read or moved, if checkpoint `step` was written with
     parameter shapes, or settings not named in resume_overrides, that differ from this run's."""
     where = f"The checkpoint at step {step} in {checkpoint_dir(config.output_dir)}"
+    _refuse_lora_mismatch(where, saved.get("lora"), meta_now.get("lora"))
     try:
         shapes = shape_mismatches(ModelConfig(**saved["model_config"]), config.model)
     except (KeyError, TypeError, ValueError):
@@ -210,6 +234,33 @@ def _refuse_mismatch(config: TrainConfig, step: int, saved: dict[str, Any], meta
             f"TrainConfig.output_dir; to resume with the new values anyway, set TrainConfig.resume_overrides = "
             f"({names},) (OptimizerConfig: the parameters are restored with a fresh optimizer state)."
         )
+
+
+def _refuse_lora_mismatch(where: str, saved: dict | None, now: dict | None) -> None:
+    """ResumeMismatchError when the checkpoint's adapters (or full weights) are not what this run
+    would train: LoRA on or off, another rank, alpha or target set, or another base. Dropout may change."""
+    def identity(meta: dict | None) -> dict | None:
+        return None if meta is None else {k: v for k, v in meta.items() if k != "dropout"}
+
+    if identity(saved) == identity(now):
+        return
+
+    def say(meta: dict | None) -> str:
+        if meta is None:
+            return "every weight trained (no LoRA)"
+        base = meta["base"]
+        if "weights_sha256" in base:
+            named = f"imported weights sha256 {base['weights_sha256'][:16]}"
+        else:
+            named = f"random base of seed {base['seed']}"
+        return f"LoRA rank {meta['rank']}, alpha {meta['alpha']}, targets {meta['targets']!r}, base: {named}"
+
+    raise ResumeMismatchError(
+        f"{where} was trained as {say(saved)}; this run is {say(now)}. Its arrays mean nothing to this run, so "
+        "nothing was moved. Set TrainConfig.lora (and TrainConfig.init_from / seed, which name the base) back, or "
+        "train into a new TrainConfig.output_dir; to adapt a trained run with LoRA, export it "
+        "(python -m cpt_jax.export) and start a new run from that directory (TrainConfig.init_from)."
+    )
 
 
 def _with_retries(read: Any, what: str) -> Any:

@@ -107,9 +107,11 @@ def build_run(
         meta = run_meta(config, tx, tokenizer_sha256)
         state, shardings = restore_or_init(config, checkpointer, tx, mesh, rules, init_params, meta)
     elif init_params is not None:
-        state, shardings = train_state_from_params(init_params, config.model, config.temperature, tx, mesh, rules)
+        state, shardings = train_state_from_params(
+            init_params, config.model, config.temperature, tx, mesh, rules, config.lora, config.seed
+        )
     else:
-        state, shardings = create_train_state(config.model, config.temperature, tx, mesh, rules, config.seed)
+        state, shardings = create_train_state(config.model, config.temperature, tx, mesh, rules, config.seed, config.lora)
     step = make_train_step(ctx, shardings, lambda s: learning_rate(config.optimizer, config.num_steps, s))
     layout = packer(mesh, chunks) if config.pack_sequences else (lambda local: local)
     return Run(config, mesh, rules, tx, state, shardings, ctx, step, layout, meta)
@@ -122,7 +124,7 @@ def step_context(config: TrainConfig, mesh: Mesh) -> StepContext:
     tx = make_optimizer(config.optimizer, config.num_steps)
     return StepContext(
         config.model, config.temperature, tx, mesh, rules_from_config(config.sharding_rules), config.seed,
-        grad_cache_chunks=chunks, loss=config.loss,
+        grad_cache_chunks=chunks, loss=config.loss, lora=config.lora,
     )
 
 

@@ -14,11 +14,11 @@ from jax.sharding import Mesh
 
 from cpt_jax.batch import PairBatch
 from cpt_jax.loss import LossConfig, sharded_contrastive_loss
-from cpt_jax.model import ModelConfig, embed_side, real_tokens
+from cpt_jax.model import LoraConfig, ModelConfig, embed_side, real_tokens
 from cpt_jax.parallel.mesh import BATCH_AXES
 from cpt_jax.parallel.rules import Rules, batch_sharding
 from cpt_jax.train.gradcache import EncodeFn, encode_grouped, gradcache_value_and_grad, negatives_key
-from cpt_jax.train.state import TemperatureConfig, TrainState
+from cpt_jax.train.state import TemperatureConfig, TrainState, encoder_of
 
 Array = jax.Array
 
@@ -35,10 +35,13 @@ class StepContext:
     seed: int
     grad_cache_chunks: int = 1  # >1: GradCache over this many chunks of the global batch
     loss: LossConfig = LossConfig()  # false-negative masking (reads PairBatch.ids)
+    lora: LoraConfig = LoraConfig()  # rank > 0: adapters train, the base is TrainState.frozen
 
 
-def _encode(ctx: StepContext) -> EncodeFn:
-    return lambda p, side, rng: embed_side(p["encoder"], ctx.model, side, rng)
+def _encode(ctx: StepContext, frozen: Any = None) -> EncodeFn:
+    """(trained params, side, rng) -> embeddings; the frozen base (LoRA) is closed over, so it is
+    an input of the differentiated function, never differentiated."""
+    return lambda p, side, rng: embed_side(encoder_of(p, frozen, ctx.lora), ctx.model, side, rng)
 
 
 def _loss_of_embeddings(
@@ -52,11 +55,13 @@ def _loss_of_embeddings(
     )
 
 
-def loss_fn(params: Any, batch: PairBatch, dropout_rng: Array | None, ctx: StepContext) -> tuple[Array, dict[str, Array]]:
+def loss_fn(
+    params: Any, batch: PairBatch, dropout_rng: Array | None, ctx: StepContext, frozen: Any = None
+) -> tuple[Array, dict[str, Array]]:
     """Symmetric InfoNCE of one global batch (cpt_jax.batch.PairBatch: padded sides [global_batch,
     seq] or packed sides [groups, rows, seq], optional hard negatives [global_batch, n, seq])."""
     rx, ry = (None, None) if dropout_rng is None else jax.random.split(dropout_rng)
-    encode = _encode(ctx)
+    encode = _encode(ctx, frozen)
     x = encode(params, batch.x, rx)
     y = encode(params, batch.y, ry)
     negatives = None
@@ -65,14 +70,17 @@ def loss_fn(params: Any, batch: PairBatch, dropout_rng: Array | None, ctx: StepC
     return _loss_of_embeddings(x, y, negatives, params, batch, ctx)
 
 
-def _value_and_grad(params: Any, batch: PairBatch, dropout_rng: Array | None, ctx: StepContext) -> tuple[tuple[Array, dict[str, Array]], Any]:
+def _value_and_grad(
+    params: Any, batch: PairBatch, dropout_rng: Array | None, ctx: StepContext, frozen: Any = None
+) -> tuple[tuple[Array, dict[str, Array]], Any]:
+    """((loss, metrics), gradient with respect to `params` alone: with LoRA, the adapters and tau)."""
     if ctx.grad_cache_chunks == 1:
-        return jax.value_and_grad(loss_fn, has_aux=True)(params, batch, dropout_rng, ctx)
+        return jax.value_and_grad(loss_fn, has_aux=True)(params, batch, dropout_rng, ctx, frozen)
     num_shards = 1
     for axis in BATCH_AXES:
         num_shards *= ctx.mesh.shape[axis]
     return gradcache_value_and_grad(
-        _encode(ctx),
+        _encode(ctx, frozen),
         lambda x, y, n, p: _loss_of_embeddings(x, y, n, p, batch, ctx),
         params,
         batch,
@@ -84,10 +92,10 @@ def _value_and_grad(params: Any, batch: PairBatch, dropout_rng: Array | None, ct
 
 def _train_step(state: TrainState, batch: PairBatch, ctx: StepContext, learning_rate: Callable[[Array], Array]) -> tuple[TrainState, dict[str, Array]]:
     dropout_rng = None
-    if ctx.model.dropout > 0:
+    if ctx.model.dropout > 0 or (ctx.lora.enabled and ctx.lora.dropout > 0):
         # A function of (seed, step) alone: restarts and re-shardings see the same masks.
         dropout_rng = jax.random.fold_in(jax.random.key(ctx.seed), state.step)
-    (loss, metrics), grads = _value_and_grad(state.params, batch, dropout_rng, ctx)
+    (loss, metrics), grads = _value_and_grad(state.params, batch, dropout_rng, ctx, state.frozen)
     grad_norm = optax.tree.norm(grads)
 
     def update(params: Any, opt_state: Any) -> tuple[Any, Any]:
@@ -113,7 +121,7 @@ def _train_step(state: TrainState, batch: PairBatch, ctx: StepContext, learning_
         "tokens": sum(real_tokens(side) for side in batch.sides().values()),
         "nonfinite": 1 - finite.astype(jnp.int32),
     }
-    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state, frozen=state.frozen), metrics
 
 
 def make_train_step(

@@ -131,16 +131,20 @@ def test_two_processes_with_packed_sequences_match_one_unpacked(shared, referenc
     _assert_close(_losses(out), reference, range(1, STEPS + 1))
 
 
-def test_kill_minus_9_then_restart_reproduces_the_run_exactly(shared, reference, tmp_path):
-    out = tmp_path / "kill"
-    flags = _flags(shared, out, every=1, keep=3)
+def _kill_minus_9_then_restart(out, flags, step: int) -> int:
+    """Trains with `flags`, SIGKILLs the process once `step` is logged, trains again; the step resumed from."""
     proc = subprocess.Popen([sys.executable, "-m", "cpt_jax.train", *flags], cwd=REPO, env=_env(8),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_step(out, 13, proc)
+    _wait_for_step(out, step, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     restarted = _train(flags)
-    resumed_from = int(restarted.stdout.split("restored checkpoint at step ")[1].split()[0])
+    return int(restarted.stdout.split("restored checkpoint at step ")[1].split()[0])
+
+
+def test_kill_minus_9_then_restart_reproduces_the_run_exactly(shared, reference, tmp_path):
+    out = tmp_path / "kill"
+    resumed_from = _kill_minus_9_then_restart(out, _flags(shared, out, every=1, keep=3), 13)
     assert 10 <= resumed_from <= STEPS
     losses = _losses(out)
     assert all(losses[s] == reference[s] for s in range(14, STEPS + 1)), "resumed losses differ"
@@ -181,3 +185,44 @@ def test_sigterm_saves_at_the_current_step_exits_cleanly_and_resumes(shared, tmp
     resumed = _train(_flags(shared, out, steps=saved + 2, every=100_000), devices=1)
     assert f"restored checkpoint at step {saved}" in resumed.stdout
     assert max(_losses(out)) == saved + 2
+
+
+LORA = ["--gin.LoraConfig.rank=4", "--gin.LoraConfig.alpha=8.0", "--gin.TrainConfig.pack_sequences=True",
+        "--gin.TrainConfig.global_batch_size=32", "--gin.TrainConfig.grad_cache_chunk_size=16",
+        "--gin_param=OptimizerConfig.learning_rate = 5e-3"]
+LORA_STEPS = 12
+
+
+def test_a_lora_run_in_two_processes_matches_one_survives_kill_minus_9_and_reshards(shared, tmp_path):
+    """LoRA (a frozen random base of the seed, adapters trained) with GradCache and packing: one
+    process on 8 devices, two gloo processes of 4, a kill -9 and restart, and a resume from step 4
+    on a 2-device fsdp mesh all give the same losses."""
+    ref = tmp_path / "ref"
+    _train(_flags(shared, ref, steps=LORA_STEPS, every=4, extra=LORA))
+    reference = _losses(ref)
+    assert sorted(reference) == list(range(1, LORA_STEPS + 1))
+    assert reference[LORA_STEPS] < reference[1]  # the adapters learn
+    step_dir = ref / "checkpoints" / str(LORA_STEPS)
+    assert checkpoint.read_meta(str(ref))[1]["lora"]["base"] == {"seed": 0}
+    with open(step_dir / "params" / "_METADATA") as f:
+        assert not [k for k in json.load(f)["tree_metadata"] if "encoder" in k]  # adapters only
+
+    mp = tmp_path / "mp"
+    proc = subprocess.run(["bash", "launch/local.sh", "2", "4", *_flags(shared, mp, steps=LORA_STEPS, every=4, extra=LORA)],
+                          cwd=REPO, env={**_without_preload(), "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _assert_close(_losses(mp), reference, range(1, LORA_STEPS + 1))
+
+    kill = tmp_path / "kill"
+    assert 4 <= _kill_minus_9_then_restart(kill, _flags(shared, kill, steps=LORA_STEPS, every=1, keep=3, extra=LORA), 6)
+    losses = _losses(kill)
+    assert all(losses[s] == reference[s] for s in range(8, LORA_STEPS + 1)), "resumed losses differ"
+
+    for step in ("8", "12"):  # resume the 2-process run from step 4 on another mesh
+        shutil.rmtree(mp / "checkpoints" / step)
+    os.remove(mp / "metrics.jsonl")
+    proc = _train(_flags(shared, mp, steps=LORA_STEPS, every=4,
+                         extra=[*LORA, "--gin.MeshConfig.data=1", "--gin.MeshConfig.fsdp=2"]), devices=2)
+    assert "restored checkpoint at step 4" in proc.stdout
+    _assert_close(_losses(mp), reference, range(5, LORA_STEPS + 1))
