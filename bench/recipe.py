@@ -1,10 +1,11 @@
 """The validation sweep that chose the main job's recipe (configs/experiments/minilm_cpt.gin).
 
 Every variant starts from all-MiniLM-L6-v2 and sees the same number of training pairs (the main
-job's budget on a 2-core CPU), then is scored on the *validation* splits of site_code and
-site_text (the test splits are never looked at here) by the evaluate CLI. The first variant is
-also scored with the baselines (the pretrained start, random init, BM25). Prints a markdown table;
-runs live under --out and a finished variant (its eval JSON exists) is not trained again.
+job's budget on a 2-core CPU; a variant in PAIRS sees its own number), then is scored on the
+*validation* splits of site_code and site_text (the test splits are never looked at here) by the
+evaluate CLI. The first variant is also scored with the baselines (the pretrained start, random
+init, BM25) unless its eval JSON already exists. Prints a markdown table; runs live under --out and
+a finished variant (its eval JSON exists) is not trained again.
 
     python bench/recipe.py --out outputs/recipe
     python bench/recipe.py --out outputs/recipe --only b64_lr1e-4,b256_gc64 --pairs 4096
@@ -28,6 +29,8 @@ TASKS = ("site_code", "site_text")
 BY_SOURCE = "DataConfig.batching='by_source'"
 INSTRUCTIONS = ("DataConfig.instructions=(('Docstring: ', 'Python code: '), "
                 "('Passage: ', 'The passage that follows it: '))")
+# The code instruction alone; text pairs read as they are (as all-MiniLM-L6-v2 was trained).
+CODE_INSTRUCTION = "DataConfig.instructions=(('Docstring: ', 'Python code: '), ('', ''))"
 MIX_1_1 = "DataConfig.weights=(1, 1)"
 TAU_20 = "TemperatureConfig.init=2.995732273553991"  # log(20)
 TAU_30 = "TemperatureConfig.init=3.4011973816621555"  # log(30)
@@ -74,7 +77,19 @@ VARIANTS: dict[str, tuple[int, int, float, tuple[str, ...]]] = {
                                                                             "LossConfig.mask_duplicates=True")),
     "b256_gc64_lr1e-4_by_source_instructions_mix1:1_tau30": (256, 64, 1e-4, (BY_SOURCE, INSTRUCTIONS, MIX_1_1,
                                                                             TAU_30)),
+    # Issue 19, the text gap again: a lower rate (less drift from the start), text without its instruction,
+    # longer x, and more text steps added to the same 12 code steps (20 steps at 3:2, 5120 pairs: PAIRS).
+    "b256_gc64_lr5e-5_by_source_instructions_tau20": (256, 64, 5e-5, (BY_SOURCE, INSTRUCTIONS, TAU_20)),
+    "b256_gc64_lr1e-4_by_source_instructions_tau20_mix3:2_steps20": (256, 64, 1e-4, (BY_SOURCE, INSTRUCTIONS, TAU_20,
+                                                                                    "DataConfig.weights=(3, 2)")),
+    "b256_gc64_lr1e-4_by_source_code_instruction_tau20": (256, 64, 1e-4, (BY_SOURCE, CODE_INSTRUCTION, TAU_20)),
+    "b256_gc64_lr1e-4_by_source_instructions_tau20_len128/128": (256, 64, 1e-4, (BY_SOURCE, INSTRUCTIONS, TAU_20,
+                                                                                "DataConfig.max_len_x=128")),
+    "b256_gc64_lr1e-4_by_source_code_instruction_tau20_len128/128": (256, 64, 1e-4, (BY_SOURCE, CODE_INSTRUCTION,
+                                                                                    TAU_20, "DataConfig.max_len_x=128")),
 }
+# Variants trained on more pairs than --pairs (the same batch, so more steps); every other sees --pairs.
+PAIRS = {"b256_gc64_lr1e-4_by_source_instructions_tau20_mix3:2_steps20": 5120}
 
 
 def _run(cmd: list[str], log: str) -> float:
@@ -96,7 +111,7 @@ def train_and_score(name: str, out: str, pairs: int, max_pairs: int, max_len: in
     suffix = f"_len{max_len}" if max_len else ""
     result_path = os.path.join(run_dir, f"eval_validation{suffix}.json")
     timing_path = os.path.join(run_dir, "sweep_timing.json")
-    steps = max(1, pairs // batch)
+    steps = max(1, PAIRS.get(name, pairs) // batch)
     if not os.path.exists(timing_path):
         bindings = [
             f"TrainConfig.output_dir='{run_dir}'", f"TrainConfig.num_steps={steps}",
