@@ -87,6 +87,9 @@ VARIANTS: dict[str, tuple[int, int, float, tuple[str, ...]]] = {
                                                                                 "DataConfig.max_len_x=128")),
     "b256_gc64_lr1e-4_by_source_code_instruction_tau20_len128/128": (256, 64, 1e-4, (BY_SOURCE, CODE_INSTRUCTION,
                                                                                     TAU_20, "DataConfig.max_len_x=128")),
+    # LoRA (issue 21) on the main job: the base frozen, so the model drifts less from its start; a faster step.
+    "b256_gc64_lr5e-4_by_source_instructions_tau20_lora16": (256, 64, 5e-4, (BY_SOURCE, INSTRUCTIONS, TAU_20,
+                                                                            "LoraConfig.rank=16")),
 }
 # Variants trained on more pairs than --pairs (the same batch, so more steps); every other sees --pairs.
 PAIRS = {"b256_gc64_lr1e-4_by_source_instructions_tau20_mix3:2_steps20": 5120}
