@@ -151,6 +151,12 @@ def restore_or_init(
             "train into a new TrainConfig.output_dir."
         )
     lora = config.lora
+    if lora.enabled and config.init_from and init_params is None:
+        raise ValueError(
+            f"TrainConfig.lora trains adapters on TrainConfig.init_from={config.init_from!r}, but no base weights "
+            "were given: pass init_params=pretrained.encoder_params(...) on every start (train() does), or the "
+            "adapters would sit on a random base."
+        )
     if not steps:
         if init_params is not None:
             return train_state_from_params(init_params, config.model, config.temperature, tx, mesh, rules, lora,

@@ -167,3 +167,13 @@ def test_resuming_onto_another_base_or_lora_setting_is_refused_and_nothing_moves
     with pytest.raises(restore.ResumeMismatchError, match=f"(?s){says}.*nothing was moved"):
         _resume(tmp_path, layout=(1, 1, 1), **change)
     assert sorted(os.listdir(tmp_path / "checkpoints")) == before
+
+
+def test_a_lora_run_from_init_from_without_its_base_is_refused(tmp_path):
+    ckpt = Checkpointer(str(tmp_path), save_every=1, async_save=False)
+    try:
+        with pytest.raises(ValueError, match="no base weights were given.*init_params"):
+            restore.restore_or_init(_config(output_dir=str(tmp_path), init_from="/some/model"), ckpt, tx(),
+                                    mesh(), DEFAULT_RULES)
+    finally:
+        ckpt.close()
