@@ -44,12 +44,14 @@ def export(
     adapter_model.safetensors, and out_dir/base the base model (exported as above), which the
     adapter config names; `peft.PeftModel.from_pretrained(AutoModel.from_pretrained(out_dir/base),
     out_dir)` computes the run's embeddings."""
-    embedder = _as_exported(Embedder.load(run_dir, step), run_dir, max_len, instruction, dim)
+    # --peft writes the base and the adapters apart: the merged model is never needed (a run without
+    # adapters loads as usual, and _export_peft refuses it).
+    loaded = (Embedder.lora_base(run_dir) if peft else None) or Embedder.load(run_dir, step)
+    embedder = _as_exported(loaded, run_dir, max_len, instruction, dim)
     if os.path.exists(out_dir) and os.listdir(out_dir):
         raise FileExistsError(f"{out_dir} is not empty; export into a new directory (nothing was overwritten).")
     if peft:
-        return _export_peft(run_dir, out_dir, step, _as_exported(Embedder.lora_base(run_dir) or embedder, run_dir,
-                                                                   max_len, instruction, dim))
+        return _export_peft(run_dir, out_dir, step, embedder)
     # replace=False: an out_dir that filled up meanwhile raises FileExistsError instead of being replaced.
     with atomic.staged_dir(out_dir, replace=False) as tmp:
         _write_model(embedder, tmp)
