@@ -87,11 +87,30 @@ VARIANTS: dict[str, tuple[int, int, float, tuple[str, ...]]] = {
                                                                                 "DataConfig.max_len_x=128")),
     "b256_gc64_lr1e-4_by_source_code_instruction_tau20_len128/128": (256, 64, 1e-4, (BY_SOURCE, CODE_INSTRUCTION,
                                                                                     TAU_20, "DataConfig.max_len_x=128")),
+    # Trained at the length the main command scores at (256 tokens per document).
+    "b256_gc64_lr1e-4_by_source_instructions_tau20_len128/256": (256, 64, 1e-4, (BY_SOURCE, INSTRUCTIONS, TAU_20,
+                                                                                "DataConfig.max_len_x=128",
+                                                                                "DataConfig.max_len_y=256")),
     # LoRA (issue 21) on the main job: the base frozen, so the model drifts less from its start; a faster step.
     "b256_gc64_lr5e-4_by_source_instructions_tau20_lora16": (256, 64, 5e-4, (BY_SOURCE, INSTRUCTIONS, TAU_20,
                                                                             "LoraConfig.rank=16")),
 }
 # Variants trained on more pairs than --pairs (the same batch, so more steps); every other sees --pairs.
+# Text pairs with one hard negative each, from files that text_negatives() writes under --out:
+# `bm25neg`, the training split's best BM25 match for x among the y's that are neither x nor y;
+# `prevneg`, the span before x in its document (the x of the pair whose y is x; a quarter of the
+# pairs have none), so the model must tell the span that follows from the one that precedes.
+def _text_negatives(kind: str) -> tuple[str, ...]:
+    return ("DataConfig.sources=(@code/PreparedPairsSource(), @text/PairedJsonlSource())",
+            f"text/PairedJsonlSource.paths=('{{out}}/site_text_{kind}.jsonl',)",
+            "text/PairedJsonlSource.negatives_field='negatives'", "text/PairedJsonlSource.name='site_text'",
+            "DataConfig.num_negatives=1")
+
+
+VARIANTS["b256_gc64_lr1e-4_by_source_instructions_tau20_bm25neg"] = (256, 64, 1e-4, (BY_SOURCE, INSTRUCTIONS, TAU_20,
+                                                                                   *_text_negatives("bm25")))
+VARIANTS["b256_gc64_lr1e-4_by_source_instructions_tau20_prevneg"] = (256, 64, 1e-4, (BY_SOURCE, INSTRUCTIONS, TAU_20,
+                                                                                   *_text_negatives("prev")))
 PAIRS = {"b256_gc64_lr1e-4_by_source_instructions_tau20_mix3:2_steps20": 5120}
 
 
@@ -107,15 +126,41 @@ def _run(cmd: list[str], log: str) -> float:
     return time.perf_counter() - t
 
 
+def text_negatives(out: str, data_dir: str = "outputs/tfds") -> None:
+    """Writes out/site_text_{bm25,prev}.jsonl (see _text_negatives) from the site_text training split."""
+    from cpt_jax.data.pipeline import iter_split_texts
+    from cpt_jax.eval.bm25 import BM25Index
+
+    records = [{"x": r["x"], "y": r["y"]} for r in iter_split_texts("site_text", "train", data_dir)]
+    docs = list(dict.fromkeys(r["y"] for r in records))
+    top = BM25Index(docs).search([r["x"] for r in records], 3)
+    previous = {}
+    for r in records:
+        previous.setdefault(r["y"], r["x"])
+    for kind in ("bm25", "prev"):
+        with open(os.path.join(out, f"site_text_{kind}.jsonl"), "w") as f:
+            for r, row in zip(records, top):
+                if kind == "bm25":
+                    negatives = [docs[j] for j in row if docs[j] not in (r["x"], r["y"])][:1]
+                else:
+                    negatives = [previous[r["x"]]] if previous.get(r["x"], r["y"]) != r["y"] else []
+                f.write(json.dumps({**r, "negatives": negatives}) + "\n")
+
+
 def train_and_score(name: str, out: str, pairs: int, max_pairs: int, max_len: int | None, baselines: bool) -> dict:
     """Trains one variant (unless done), scores it on validation (unless done); its row."""
     batch, chunk, lr, extra = VARIANTS[name]
     run_dir = os.path.join(out, name.replace("/", "_").replace(":", "_"))
     suffix = f"_len{max_len}" if max_len else ""
-    result_path = os.path.join(run_dir, f"eval_validation{suffix}.json")
+    # "scores_": scored with each text query's own copy left out of its documents (eval/tasks.py);
+    # the eval_*.json files of older sweeps were scored with it among them.
+    result_path = os.path.join(run_dir, f"scores_validation{suffix}.json")
     timing_path = os.path.join(run_dir, "sweep_timing.json")
     steps = max(1, PAIRS.get(name, pairs) // batch)
     if not os.path.exists(timing_path):
+        if any("{out}" in b for b in extra):
+            text_negatives(out)
+            extra = tuple(b.replace("{out}", os.path.abspath(out)) for b in extra)
         bindings = [
             f"TrainConfig.output_dir='{run_dir}'", f"TrainConfig.num_steps={steps}",
             f"TrainConfig.global_batch_size={batch}", f"TrainConfig.grad_cache_chunk_size={chunk}",

@@ -45,7 +45,9 @@ def test_split_flags_collects_files_bindings_and_rest():
 
 
 @pytest.mark.parametrize("raw,expected", [("3", "3"), ("1e-3", "1e-3"), ("'x'", "'x'"), ("True", "True"),
-                                          ("(1, 2)", "(1, 2)"), ("hello world", "'hello world'"), ("%X", "%X")])
+                                          ("(1, 2)", "(1, 2)"), ("hello world", "'hello world'"), ("%X", "%X"),
+                                          ("(@a/S(), @b/S())", "(@a/S(), @b/S())"), ("[%X, 1]", "[%X, 1]"),
+                                          ("(me@host", "'(me@host'"), ("(@a/S()", "'(@a/S()'")])
 def test_binding_values_that_are_not_literals_become_strings(raw, expected):
     assert config.binding_value(raw) == expected
 

@@ -76,7 +76,16 @@ def binding_value(raw: str) -> str:
         ast.literal_eval(raw)
         return raw
     except (ValueError, SyntaxError):
-        return repr(raw)
+        pass
+    # A container holding references, e.g. (@code/PreparedPairsSource(), @text/PairedJsonlSource()),
+    # is gin text too; only what gin cannot read as a value is a bare string.
+    if any(c in raw for c in "@%") and raw[:1] in "([{":
+        try:
+            if len(_statements(f"_ = {raw}")) == 1:
+                return raw
+        except Exception:  # gin's SyntaxError, tokenize's TokenError
+            pass
+    return repr(raw)
 
 
 # str.splitlines() breaks lines at each of these; none belongs in a one-line binding.

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cpt_jax.eval.retrieval import top_k
+from cpt_jax.eval.retrieval import checked_exclude, top_k
 
 _WORD = re.compile(r"[^\W_]+(?:_+[^\W_]+)*")
 # Boundaries inside an identifier: lower/digit->Upper ("getUser") and the end
@@ -83,18 +83,28 @@ class BM25Index:
             return np.zeros(self.num_docs, dtype=np.float32)
         return self._bm25.get_scores(tokens)
 
-    def search(self, queries: Sequence[str], k: int) -> np.ndarray:
-        """Top-k document indices ``[Q, min(k, D)]``, best first."""
+    def _scores_without(self, query: str, row: int, exclude: dict[int, list[int]]) -> np.ndarray:
+        s = self.scores(query)
+        if row in exclude:
+            s = s.astype(np.float64)  # -inf below every real score, whatever the dtype
+            s[exclude[row]] = -np.inf
+        return s
+
+    def search(self, queries: Sequence[str], k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+        """Top-k document indices ``[Q, min(k, D)]``, best first; ``exclude`` ``[E, 2]`` (query row,
+        document) pairs score -inf (as in retrieval.exact_search)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}.")
         k = min(k, self.num_docs)
+        excluded = _by_row(exclude)
         out = np.empty((len(queries), k), dtype=np.int64)
         for i, query in enumerate(queries):
-            out[i] = top_k(self.scores(query)[None, :], k)[1][0]
+            out[i] = top_k(self._scores_without(query, i, excluded)[None, :], k)[1][0]
         return out
 
-    def rank_of_gold(self, queries: Sequence[str], gold: np.ndarray) -> np.ndarray:
-        """1-based rank ``[Q]`` of each query's gold document over the whole corpus.
+    def rank_of_gold(self, queries: Sequence[str], gold: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+        """1-based rank ``[Q]`` of each query's gold document over the whole corpus, the
+        ``exclude`` pairs (never a query's gold) not counted.
 
         rank = 1 + #docs scoring strictly higher + #docs tied with a lower index.
         """
@@ -103,11 +113,20 @@ class BM25Index:
             raise ValueError(f"gold must have shape [Q]=({len(queries)},), got {gold.shape}.")
         if gold.size and (gold.min() < 0 or gold.max() >= self.num_docs):
             raise ValueError(f"gold indices must lie in [0, {self.num_docs}); got [{gold.min()}, {gold.max()}].")
+        excluded = _by_row(checked_exclude(exclude, gold, self.num_docs))
         ranks = np.empty(len(queries), dtype=np.int64)
         for i, (query, g) in enumerate(zip(queries, gold)):
-            s = self.scores(query)
+            s = self._scores_without(query, i, excluded)
             ranks[i] = 1 + np.sum(s > s[g]) + np.sum(s[:g] == s[g])
         return ranks
+
+
+def _by_row(exclude: np.ndarray | None) -> dict[int, list[int]]:
+    """``[E, 2]`` (query row, document) pairs (or None) -> {row: [documents]}."""
+    out: dict[int, list[int]] = {}
+    for row, doc in np.zeros((0, 2), np.int64) if exclude is None else np.asarray(exclude, np.int64).reshape(-1, 2):
+        out.setdefault(int(row), []).append(int(doc))
+    return out
 
 
 def bm25_search(queries: Sequence[str], docs: Sequence[str], k: int, stopwords: bool = True) -> np.ndarray:

@@ -195,6 +195,7 @@ def exact_search(
     k: int,
     chunk_size: int = 8192,
     query_block: int = 1024,
+    exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact dot-product top-k search.
 
@@ -204,6 +205,8 @@ def exact_search(
       k: results per query; clamped to ``D``.
       chunk_size: documents scored per step.
       query_block: queries scored per step.
+      exclude: ``[E, 2]`` (query row, document index) pairs never retrieved: they score -inf,
+        so they come last (callers that need exactly k others ask for k + E per query).
 
     Returns:
       ``(scores [Q, k'], indices [Q, k'])``, ``k' = min(k, D)``, best first,
@@ -213,7 +216,7 @@ def exact_search(
     dtype = _check_embeddings(queries, docs, chunk_size, query_block)
     acc = TopKAccumulator(queries.astype(dtype, copy=False), k, query_block)
     for ds in range(0, docs.shape[0], chunk_size):
-        acc.add(docs[ds : ds + chunk_size])
+        acc.add(docs[ds : ds + chunk_size], exclude)
     return acc.result()
 
 
@@ -223,6 +226,7 @@ def rank_of_gold(
     gold: np.ndarray,
     chunk_size: int = 8192,
     query_block: int = 1024,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
     """1-based rank of each query's single gold document over the whole corpus.
 
@@ -233,6 +237,8 @@ def rank_of_gold(
       queries: ``[Q, d]`` query embeddings.
       docs: ``[D, d]`` document embeddings.
       gold: ``[Q]`` int index into ``docs`` of each query's relevant document.
+      exclude: ``[E, 2]`` (query row, document index) pairs that do not count (as in
+        :func:`exact_search`); a query's gold cannot be excluded.
 
     Returns:
       ``[Q]`` int64 ranks in ``[1, D]``.
@@ -245,21 +251,38 @@ def rank_of_gold(
         raise ValueError(f"gold must have shape [Q]=({queries.shape[0]},), got {gold.shape}.")
     if gold.size and (gold.min() < 0 or gold.max() >= num_docs):
         raise ValueError(f"gold indices must lie in [0, {num_docs}); got range [{gold.min()}, {gold.max()}].")
+    exclude = checked_exclude(exclude, gold, num_docs)
     ranks = np.empty(queries.shape[0], dtype=np.int64)
     for qs in range(0, queries.shape[0], query_block):
         q = queries[qs : qs + query_block]
         g_idx = gold[qs : qs + query_block]
         g = np.einsum("qd,qd->q", q, np.asarray(docs[g_idx], dtype=q.dtype))[:, None]
         before = np.zeros(q.shape[0], dtype=np.int64)
+        mine = exclude[(exclude[:, 0] >= qs) & (exclude[:, 0] < qs + q.shape[0])]
         for ds in range(0, num_docs, chunk_size):
             s = _block_scores(q, docs[ds : ds + chunk_size])
             cols = np.arange(ds, ds + s.shape[1])[None, :]
             # The matmul may round the gold's own score differently from the
             # einsum above; pin it so the gold never outranks itself.
             s = np.where(cols == g_idx[:, None], g, s)
+            inside = mine[(mine[:, 1] >= ds) & (mine[:, 1] < ds + s.shape[1])]
+            s[inside[:, 0] - qs, inside[:, 1] - ds] = -np.inf
             before += np.sum((s > g) | ((s == g) & (cols < g_idx[:, None])), axis=1)
         ranks[qs : qs + query_block] = before + 1
     return ranks
+
+
+def checked_exclude(exclude: np.ndarray | None, gold: np.ndarray, num_docs: int) -> np.ndarray:
+    """``exclude`` as an ``[E, 2]`` int64 array (empty for None); ValueError if a pair is out of
+    range or would exclude its query's own gold document."""
+    exclude = np.zeros((0, 2), np.int64) if exclude is None else np.asarray(exclude, np.int64).reshape(-1, 2)
+    if len(exclude):
+        rows, cols = exclude[:, 0], exclude[:, 1]
+        if rows.min() < 0 or rows.max() >= len(gold) or cols.min() < 0 or cols.max() >= num_docs:
+            raise ValueError(f"exclude pairs must be (query row in [0, {len(gold)}), document in [0, {num_docs})).")
+        if np.any(gold[rows] == cols):
+            raise ValueError("exclude names a query's own gold document; a gold document is never excluded.")
+    return exclude
 
 
 def qrels_to_index(

@@ -53,6 +53,19 @@ def test_rank_of_gold_matches_search_order():
     assert expected[-1] == 6  # all tied at 0: every lower index goes first
 
 
+def test_excluded_documents_rank_last_and_do_not_count():
+    queries = ["user name", "add numbers"]
+    index = BM25Index(DOCS)
+    exclude = np.array([[0, 1], [1, 0]])  # each query's best match
+    top = index.search(queries, k=len(DOCS), exclude=exclude)
+    assert top[0, -1] == 1 and top[1, -1] == 0
+    np.testing.assert_array_equal(top[0, :-1], [d for d in index.search(queries, k=len(DOCS))[0] if d != 1])
+    # Gold 3 for "user name" ranked behind doc 1 or tied with it; excluding doc 1 lifts it to the top.
+    assert index.rank_of_gold(queries, np.array([3, 2]), exclude=exclude)[0] == 1
+    with pytest.raises(ValueError, match="never excluded"):
+        index.rank_of_gold(queries, np.array([1, 2]), exclude=exclude)
+
+
 def test_errors():
     with pytest.raises(ValueError, match="docs is empty"):
         bm25_search(["x"], [], k=1)

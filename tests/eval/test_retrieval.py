@@ -121,6 +121,34 @@ def test_rank_of_gold_matches_brute_force(chunk_size):
     np.testing.assert_array_equal(rank_of_gold(queries, docs, gold, chunk_size=chunk_size, query_block=4), expected)
 
 
+def _exclusions(seed: int, q: int, d: int, gold: np.ndarray) -> np.ndarray:
+    """Two (query, doc) pairs per query, never the query's gold."""
+    rng = np.random.default_rng(seed)
+    pairs = [(row, doc) for row in range(q) for doc in rng.choice(d, 3, replace=False) if doc != gold[row]]
+    return np.asarray(pairs[: 2 * q], np.int64)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 5000])
+def test_exact_search_and_rank_of_gold_with_exclusions_match_brute_force(chunk_size):
+    queries, docs = _integer_embeddings(5, 17, 301)
+    gold = np.random.default_rng(6).integers(0, 301, 17)
+    exclude = _exclusions(7, 17, 301, gold)
+    full = (queries @ docs.T).astype(np.float64)
+    full[exclude[:, 0], exclude[:, 1]] = -np.inf
+    order = np.argsort(-full, axis=1, kind="stable")
+    _, top = exact_search(queries, docs, 10, chunk_size=chunk_size, query_block=4, exclude=exclude)
+    np.testing.assert_array_equal(top, order[:, :10])
+    ranks = rank_of_gold(queries, docs, gold, chunk_size=chunk_size, query_block=4, exclude=exclude)
+    np.testing.assert_array_equal(ranks, np.argmax(order == gold[:, None], axis=1) + 1)
+
+
+def test_rank_of_gold_refuses_to_exclude_a_gold():
+    with pytest.raises(ValueError, match="gold document is never excluded"):
+        rank_of_gold(np.ones((1, 2)), np.ones((3, 2)), np.array([1]), exclude=np.array([[0, 1]]))
+    with pytest.raises(ValueError, match="exclude pairs must be"):
+        rank_of_gold(np.ones((1, 2)), np.ones((3, 2)), np.array([1]), exclude=np.array([[0, 3]]))
+
+
 def test_rank_of_gold_rejects_out_of_range_gold():
     with pytest.raises(ValueError, match="gold indices"):
         rank_of_gold(np.ones((1, 2)), np.ones((3, 2)), np.array([3]))
