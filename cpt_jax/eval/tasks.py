@@ -80,10 +80,11 @@ def score_bm25(task: PairTask) -> dict[str, float]:
     return _scores_from_ranks(ranks, _without_identical(top, task), task.gold)
 
 
-def _without_identical(top: np.ndarray, task: PairTask) -> np.ndarray:
-    """``top [Q, k]`` with each query's excluded document removed, cut to ``k - 1`` columns."""
+def _without_identical(top: np.ndarray, task: PairTask, k: int = 10) -> np.ndarray:
+    """``top [Q, k + 1]`` cut to ``min(k, columns)`` columns with each query's excluded document
+    moved last (dropped unless the corpus is that small; it is never a gold, so it adds nothing)."""
     keep = np.ones(top.shape, bool)
     rows, docs = task.identical[:, 0], task.identical[:, 1]
     keep[rows] = top[rows] != docs[:, None]
-    width = top.shape[1] - 1
-    return np.stack([row[mask][:width] for row, mask in zip(top, keep)]) if len(top) else top[:, :width]
+    width = min(k, top.shape[1])
+    return np.stack([np.concatenate([row[m], row[~m]])[:width] for row, m in zip(top, keep)]) if len(top) else top

@@ -34,3 +34,13 @@ def test_copies_of_the_query_are_not_scored_for_dense_and_bm25():
         assert score(task) == {"mrr": 1.0, "mrr@10": 1.0, "ndcg@10": 1.0, "recall@10": 1.0}
         # Kept, each copy outranks its gold: rank 2 for 11 of the 12 queries.
         assert score(without)["mrr"] == (1 + 11 / 2) / 12
+
+
+def test_a_corpus_of_ten_still_scores_at_ten():
+    # Ten documents, one of them the first query's copy: its ranked list keeps the copy last.
+    queries = ["alpha beta", "gamma delta"]
+    docs = ["alpha beta", "alpha beta gamma"] + [f"filler{i}" for i in range(7)] + ["gamma delta eps"]
+    gold = np.array([1, 9])
+    task = PairTask("ten/test", queries, docs, gold, identical_pairs(queries, docs, gold))
+    for scores in (score_dense(task, HashEncoder(), batch_size=4), score_bm25(task)):
+        assert scores["mrr"] == 1.0 and scores["ndcg@10"] == 1.0
