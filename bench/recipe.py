@@ -95,7 +95,6 @@ VARIANTS: dict[str, tuple[int, int, float, tuple[str, ...]]] = {
     "b256_gc64_lr5e-4_by_source_instructions_tau20_lora16": (256, 64, 5e-4, (BY_SOURCE, INSTRUCTIONS, TAU_20,
                                                                             "LoraConfig.rank=16")),
 }
-# Variants trained on more pairs than --pairs (the same batch, so more steps); every other sees --pairs.
 # Text pairs with one hard negative each, from files that text_negatives() writes under --out:
 # `bm25neg`, the training split's best BM25 match for x among the y's that are neither x nor y;
 # `prevneg`, the span before x in its document (the x of the pair whose y is x; a quarter of the
@@ -111,6 +110,7 @@ VARIANTS["b256_gc64_lr1e-4_by_source_instructions_tau20_bm25neg"] = (256, 64, 1e
                                                                                    *_text_negatives("bm25")))
 VARIANTS["b256_gc64_lr1e-4_by_source_instructions_tau20_prevneg"] = (256, 64, 1e-4, (BY_SOURCE, INSTRUCTIONS, TAU_20,
                                                                                    *_text_negatives("prev")))
+# Variants trained on more pairs than --pairs (the same batch, so more steps); every other sees --pairs.
 PAIRS = {"b256_gc64_lr1e-4_by_source_instructions_tau20_mix3:2_steps20": 5120}
 
 
