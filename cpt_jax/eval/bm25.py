@@ -83,24 +83,10 @@ class BM25Index:
             return np.zeros(self.num_docs, dtype=np.float32)
         return self._bm25.get_scores(tokens)
 
-    def _scores_without(self, query: str, row: int, exclude: dict[int, list[int]]) -> np.ndarray:
-        s = self.scores(query)
-        if row in exclude:
-            s = s.astype(np.float64)  # -inf below every real score, whatever the dtype
-            s[exclude[row]] = -np.inf
-        return s
-
     def search(self, queries: Sequence[str], k: int, exclude: np.ndarray | None = None) -> np.ndarray:
         """Top-k document indices ``[Q, min(k, D)]``, best first; ``exclude`` ``[E, 2]`` (query row,
         document) pairs score -inf (as in retrieval.exact_search)."""
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}.")
-        k = min(k, self.num_docs)
-        excluded = _by_row(exclude)
-        out = np.empty((len(queries), k), dtype=np.int64)
-        for i, query in enumerate(queries):
-            out[i] = top_k(self._scores_without(query, i, excluded)[None, :], k)[1][0]
-        return out
+        return self.search_and_rank(queries, k, exclude=exclude)[0]
 
     def rank_of_gold(self, queries: Sequence[str], gold: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
         """1-based rank ``[Q]`` of each query's gold document over the whole corpus, the
@@ -108,17 +94,35 @@ class BM25Index:
 
         rank = 1 + #docs scoring strictly higher + #docs tied with a lower index.
         """
-        gold = np.asarray(gold)
-        if gold.shape != (len(queries),):
-            raise ValueError(f"gold must have shape [Q]=({len(queries)},), got {gold.shape}.")
-        if gold.size and (gold.min() < 0 or gold.max() >= self.num_docs):
-            raise ValueError(f"gold indices must lie in [0, {self.num_docs}); got [{gold.min()}, {gold.max()}].")
-        excluded = _by_row(checked_exclude(exclude, gold, self.num_docs))
-        ranks = np.empty(len(queries), dtype=np.int64)
-        for i, (query, g) in enumerate(zip(queries, gold)):
-            s = self._scores_without(query, i, excluded)
-            ranks[i] = 1 + np.sum(s > s[g]) + np.sum(s[:g] == s[g])
-        return ranks
+        return self.search_and_rank(queries, 1, gold, exclude)[1]
+
+    def search_and_rank(
+        self, queries: Sequence[str], k: int, gold: np.ndarray | None = None, exclude: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`search` and, with ``gold``, :meth:`rank_of_gold` from one scoring of each query:
+        (top ``[Q, min(k, D)]``, ranks ``[Q]`` or None)."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}.")
+        if gold is not None:
+            gold = np.asarray(gold)
+            if gold.shape != (len(queries),):
+                raise ValueError(f"gold must have shape [Q]=({len(queries)},), got {gold.shape}.")
+            if gold.size and (gold.min() < 0 or gold.max() >= self.num_docs):
+                raise ValueError(f"gold indices must lie in [0, {self.num_docs}); got [{gold.min()}, {gold.max()}].")
+            exclude = checked_exclude(exclude, gold, self.num_docs)
+        excluded = _by_row(exclude)
+        top = np.empty((len(queries), min(k, self.num_docs)), dtype=np.int64)
+        ranks = None if gold is None else np.empty(len(queries), dtype=np.int64)
+        for i, query in enumerate(queries):
+            s = self.scores(query)
+            if i in excluded:
+                s = s.astype(np.float64)  # -inf below every real score, whatever the dtype
+                s[excluded[i]] = -np.inf
+            top[i] = top_k(s[None, :], top.shape[1])[1][0]
+            if ranks is not None:
+                g = gold[i]
+                ranks[i] = 1 + np.sum(s > s[g]) + np.sum(s[:g] == s[g])
+        return top, ranks
 
 
 def _by_row(exclude: np.ndarray | None) -> dict[int, list[int]]:

@@ -75,8 +75,7 @@ def score_dense(task: PairTask, encoder: Encoder, batch_size: int = 128) -> dict
 def score_bm25(task: PairTask) -> dict[str, float]:
     """The same metrics for the BM25 baseline (bm25s)."""
     index = BM25Index(task.docs)
-    top = index.search(task.queries, 11, exclude=task.identical)
-    ranks = index.rank_of_gold(task.queries, task.gold, exclude=task.identical)
+    top, ranks = index.search_and_rank(task.queries, 11, task.gold, task.identical)
     return _scores_from_ranks(ranks, _without_identical(top, task), task.gold)
 
 
