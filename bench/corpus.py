@@ -1,6 +1,7 @@
 """The embedded corpora of the main job: pairs per split and source, drop counts, build time and
 peak memory of each build (every dataset is built in its own child process, so its peak RSS is its
-own). Builds into a fresh --data_dir (a prepared dataset there is reused and not timed).
+own; the child's mining workers, cpt_jax/data/parallel.py, run beside it and their largest peak is
+shown apart). Builds into a fresh --data_dir (a prepared dataset there is reused and not timed).
 
     python bench/corpus.py --data_dir /tmp/corpus_bench
     python bench/corpus.py --data_dir /tmp/corpus_bench --datasets site_code,site_text,stdlib_code
@@ -20,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import header  # noqa: E402
 
 _CHILD = """
-import json, sys
+import json, resource, sys
 from cpt_jax.data import builders
 from cpt_jax.data.builders import site_pairs
 name, data_dir = sys.argv[1], sys.argv[2]
@@ -28,7 +29,8 @@ builder = builders.prepare(name, data_dir)
 splits = {s: builder.info.splits[s].num_examples for s in builder.info.splits}
 kinds = builder.info.metadata.get(site_pairs.KIND_COUNTS_KEY, {})
 drops = {s: builders.drop_counts(name, data_dir, s) for s in splits}
-print("RESULT " + json.dumps({"splits": splits, "kinds": kinds, "drops": drops}))
+workers_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest mining worker (data/parallel.py)
+print("RESULT " + json.dumps({"splits": splits, "kinds": kinds, "drops": drops, "workers_kib": workers_kib}))
 """
 
 
@@ -37,7 +39,7 @@ def build(name: str, data_dir: str) -> dict:
     t = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         child = subprocess.Popen([sys.executable, "-c", _CHILD, name, data_dir], stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage: its peak RSS alone
+        _, status, usage = os.wait4(child.pid, 0)  # this child's rusage (ru_maxrss: its largest process)
         child.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - t
         out.seek(0), err.seek(0)
@@ -49,11 +51,13 @@ def build(name: str, data_dir: str) -> dict:
 
 
 def tables(results: dict[str, dict]) -> str:
-    lines = ["| dataset | split | pairs | by source | build s | peak RSS MiB |", "| --- | --- | ---: | --- | ---: | ---: |"]
+    lines = ["| dataset | split | pairs | by source | build s | peak RSS MiB | a worker's peak RSS MiB |",
+             "| --- | --- | ---: | --- | ---: | ---: | ---: |"]
     for name, r in results.items():
         for i, (split, n) in enumerate(r["splits"].items()):
             kinds = ", ".join(f"{k} {v}" for k, v in r["kinds"].get(split, {}).items())
-            timing = f"{r['seconds']:.0f} | {r['peak_mib']:.0f}" if i == 0 else " | "
+            timing = (f"{r['seconds']:.0f} | {r['peak_mib']:.0f} | {r['workers_kib'] / 1024:.0f}" if i == 0
+                      else " | | ")
             lines.append(f"| {name} | {split} | {n} | {kinds} | {timing} |")
     lines += ["", "| dataset | split | left out or cut, by rule (cpt_jax.data.sources.base.DROP_RULES) |", "| --- | --- | --- |"]
     for name, r in results.items():

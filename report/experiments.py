@@ -85,10 +85,9 @@ class Sizes:
 # 6.8x under heavier load), so 4096 takes about 28 (code) and 18.5 (text). Steps: 20 x (0.45 + 3.5 + 28)
 # + 20 x (0.3 + 2.3 + 18.5) = 18 min; MiniLM 2 x 30 x 3.3 = 3.3 min; delimiters 2 x 300 x 0.45 =
 # 4.5 min; start-up (imports, tokenizer, compile) about 25 s per training and 15 s-2 min per
-# evaluation: about 38 minutes (the last full report took 16). The main job (minilm_cpt.gin: MiniLM,
-# 16 GradCache steps at batch 256) trains in about 5 minutes on a quiet 2-core machine, plus building
-# site_code / site_text once (about a minute each) and its evaluation (three systems on 1000 + 730
-# test pairs at 256 tokens and the probe, about 3 minutes).
+# evaluation. The main job (minilm_cpt.gin: MiniLM, 8 GradCache steps at batch 256) adds its
+# training, building site_code / site_text once and its evaluation (three systems on the test pairs
+# at 256 tokens and the probe); RESULTS.md records what each run took.
 FULL = Sizes(
     main_steps=None,
     main_batch=None,

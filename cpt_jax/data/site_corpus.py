@@ -22,8 +22,8 @@ named in SKIP_DIRS (tests, vendored copies, caches; for the stdlib also idlelib,
 site-packages) or whose name is not an identifier are pruned, so only files under the roots are
 read, one at a time, at most MAX_SOURCE_BYTES + 1 bytes each.
 
-Caps (measured on the development machine, 2 shared cores, 198 distributions, ~24K .py files in
-site-packages: site_code builds in ~70 s at ~250 MB peak RSS, site_text in ~60 s at ~180 MB):
+Caps, which bound a build's time and memory whatever is installed (bench/corpus.py measures both;
+the per-file mining runs over the CPUs through data/parallel.py):
   MAX_FILES_PER_PACKAGE = 200      .py files per top-level package, the first in sorted path order;
   MAX_DOC_FILES_PER_PACKAGE = 40   doc files per top-level package, likewise;
 each file beyond them is counted under ``package_file_cap``. MAX_SOURCE_BYTES (2 MiB, files over it
@@ -288,12 +288,41 @@ def iter_text_pairs(
 _MINERS = {"code": iter_code_pairs, "text": iter_text_pairs}
 
 
-def held_out_index(kind: Kind, roots: Iterable[Root] | None = None, seed: int = 0) -> site_dedup.HeldOutIndex:
-    """Every side of every validation and test pair of ``kind`` (mined again; their drops are
-    counted by their own splits' builds)."""
+class HeldOutPairs:
+    """The validation and test pairs of one build, each split mined once: the train split's
+    dedup index (:func:`held_out_index`) and the held-out splits' own generation read the same
+    lists (with the drops their mining counted). Held-out splits are about a fifth of the pairs."""
+
+    def __init__(self, kind: Kind, roots: Iterable[Root], seed: int = 0) -> None:
+        self.kind, self.roots, self.seed = kind, tuple(roots), seed
+        self._mined: dict[str, tuple[list[tuple[str, Pair]], collections.Counter[str]]] = {}
+
+    def mined(self, split: str) -> tuple[list[tuple[str, Pair]], collections.Counter[str]]:
+        """(the split's pairs, what its mining left out), mined on first use."""
+        if split not in SPLITS[1:]:
+            raise ValueError(f"{split!r} is not a held-out split; use one of {SPLITS[1:]}.")
+        if split not in self._mined:
+            skipped: collections.Counter[str] = collections.Counter()
+            self._mined[split] = list(_MINERS[self.kind](split, self.roots, self.seed, skipped)), skipped
+        return self._mined[split]
+
+    def take(self, split: str) -> tuple[list[tuple[str, Pair]], collections.Counter[str]]:
+        """:meth:`mined`, then forgotten: a split's own generation reads it last."""
+        out = self.mined(split)
+        del self._mined[split]
+        return out
+
+
+def held_out_index(
+    kind: Kind, roots: Iterable[Root] | None = None, seed: int = 0, held_out: HeldOutPairs | None = None
+) -> site_dedup.HeldOutIndex:
+    """Every side of every validation and test pair of ``kind`` (their drops are counted by their
+    own splits' builds); ``held_out``: the build's mined held-out pairs, else mined here."""
+    roots = environment_roots() if roots is None else tuple(roots)
+    held_out = HeldOutPairs(kind, roots, seed) if held_out is None else held_out
     index = site_dedup.HeldOutIndex()
     for split in SPLITS[1:]:
-        for _, pair in _MINERS[kind](split, roots, seed, collections.Counter()):
+        for _, pair in held_out.mined(split)[0]:
             index.add(pair["x"])
             index.add(pair["y"])
     return index
@@ -301,19 +330,29 @@ def held_out_index(kind: Kind, roots: Iterable[Root] | None = None, seed: int = 
 
 def iter_pairs(
     kind: Kind, split: str, roots: Iterable[Root] | None = None, seed: int = 0,
-    skipped: collections.Counter[str] | None = None,
+    skipped: collections.Counter[str] | None = None, held_out: HeldOutPairs | None = None,
 ) -> Iterator[tuple[str, Pair]]:
     """The pairs a ``site_<kind>`` build writes for ``split``: for train, without those that
-    repeat a held-out pair's text (site_dedup.py)."""
+    repeat a held-out pair's text (site_dedup.py). ``held_out`` (of the same kind, roots and
+    seed) shares the held-out splits' mining between the calls of one build."""
     check_split(split)
     roots = environment_roots() if roots is None else tuple(roots)
     skipped = collections.Counter() if skipped is None else skipped
-    pairs = _MINERS[kind](split, roots, seed, skipped)
+    if held_out is not None and (held_out.kind, held_out.roots, held_out.seed) != (kind, roots, seed):
+        raise ValueError(f"held_out mines {held_out.kind} pairs of {len(held_out.roots)} roots at seed {held_out.seed}; "
+                         f"this call asks for {kind} pairs of {len(roots)} roots at seed {seed}: pass a HeldOutPairs "
+                         "made with the same kind, roots and seed, or none.")
     if split != "train":
+        if held_out is None:
+            yield from _MINERS[kind](split, roots, seed, skipped)
+            return
+        pairs, counts = held_out.take(split)
+        skipped.update(counts)
         yield from pairs
         return
-    index = held_out_index(kind, roots, seed)
-    yield from site_dedup.drop_held_out_matches(pairs, index, CounterSink(skipped))
+    index = held_out_index(kind, roots, seed, held_out)
+    yield from site_dedup.drop_held_out_matches(_MINERS[kind](split, roots, seed, skipped), index,
+                                                CounterSink(skipped))
 
 
 def source_kind(module: str, kind: Kind) -> str:

@@ -33,6 +33,7 @@ import sysconfig
 from collections.abc import Iterable, Iterator
 from typing import Literal
 
+from cpt_jax.data import parallel
 from cpt_jax.data.sources import code_pairs
 from cpt_jax.data.sources.base import CounterSink
 
@@ -146,14 +147,6 @@ def parse_source(name: str, data: bytes, skipped: collections.Counter[str]) -> S
     return None if parsed is None else StdlibModule(name, parsed[1], parsed[0])
 
 
-def parse_sources(sources: Iterable[SourceFile], skipped: collections.Counter[str]) -> Iterator[StdlibModule]:
-    """The modules of the sources that :func:`parse_source` accepts, in order."""
-    for name, data in sources:
-        module = parse_source(name, data, skipped)
-        if module is not None:
-            yield module
-
-
 def _encodable(*texts: str) -> bool:
     try:
         for text in texts:
@@ -205,13 +198,20 @@ def code_pairs_from_sources(
     skipped = collections.Counter() if skipped is None else skipped
 
     def mined() -> Iterator[tuple[str, Pair]]:
-        for name, data in sources:
-            pairs = code_pairs.mine(data, "python", CounterSink(skipped), min_doc_words=MIN_DOC_WORDS,
-                                    max_file_bytes=MAX_SOURCE_BYTES)
-            for pair in pairs:
-                yield f"{name}:{pair.name}:{pair.line}", {"x": pair.x, "y": pair.y, "module": name}
+        for pairs, counts in parallel.ordered_map(_mine_code_source, sources):
+            skipped.update(counts)
+            yield from pairs
 
     return checked_pairs(mined(), skipped)
+
+
+def _mine_code_source(source: SourceFile) -> tuple[list[tuple[str, Pair]], collections.Counter[str]]:
+    """One source's keyed code pairs and what it left out (run in a build worker: parallel.py)."""
+    name, data = source
+    skipped: collections.Counter[str] = collections.Counter()
+    pairs = code_pairs.mine(data, "python", CounterSink(skipped), min_doc_words=MIN_DOC_WORDS,
+                            max_file_bytes=MAX_SOURCE_BYTES)
+    return [(f"{name}:{pair.name}:{pair.line}", {"x": pair.x, "y": pair.y, "module": name}) for pair in pairs], skipped
 
 
 def iter_code_pairs(

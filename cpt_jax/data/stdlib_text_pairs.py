@@ -14,6 +14,7 @@ import collections
 import math
 from collections.abc import Iterable, Iterator
 
+from cpt_jax.data import parallel
 from cpt_jax.data.stdlib_corpus import (
     MAX_DOCUMENT_CHARS,
     MAX_SPAN_JACCARD,
@@ -23,7 +24,7 @@ from cpt_jax.data.stdlib_corpus import (
     checked_pairs,
     iter_sources,
     module_split,
-    parse_sources,
+    parse_source,
 )
 from cpt_jax.data.sources import spans
 from cpt_jax.data.sources.base import CounterSink
@@ -71,21 +72,34 @@ def text_pairs_from_sources(
     skipped = collections.Counter() if skipped is None else skipped
 
     def mined() -> Iterator[tuple[str, Pair]]:
-        for module in parse_sources(sources, skipped):
-            module_doc = ast.get_docstring(module.tree, clean=True)
-            if module_doc:
-                yield from document_pairs(f"{module.name}:<module>", module.name, module_doc, skipped)
-            for qualname, node in walk_defs(module.tree):
-                if isinstance(node, ast.ClassDef):
-                    class_doc = ast.get_docstring(node, clean=True)
-                    if class_doc:
-                        # The line number keeps keys unique when a class is defined in two branches.
-                        key = f"{module.name}:{qualname}:{node.lineno}"
-                        yield from document_pairs(key, module.name, class_doc, skipped)
+        for pairs, counts in parallel.ordered_map(_docstring_pairs, sources):
+            skipped.update(counts)
+            yield from pairs
         for name, document in documents:
             yield from document_pairs(name, name, document, skipped)
 
     return checked_pairs(mined(), skipped)
+
+
+def _docstring_pairs(source: SourceFile) -> tuple[list[tuple[str, Pair]], collections.Counter[str]]:
+    """The span pairs of one source's module and class docstrings, and what it left out (run in
+    a build worker: parallel.py)."""
+    skipped: collections.Counter[str] = collections.Counter()
+    module = parse_source(*source, skipped)
+    if module is None:
+        return [], skipped
+    pairs = []
+    module_doc = ast.get_docstring(module.tree, clean=True)
+    if module_doc:
+        pairs += document_pairs(f"{module.name}:<module>", module.name, module_doc, skipped)
+    for qualname, node in walk_defs(module.tree):
+        if isinstance(node, ast.ClassDef):
+            class_doc = ast.get_docstring(node, clean=True)
+            if class_doc:
+                # The line number keeps keys unique when a class is defined in two branches.
+                key = f"{module.name}:{qualname}:{node.lineno}"
+                pairs += document_pairs(key, module.name, class_doc, skipped)
+    return pairs, skipped
 
 
 def iter_text_pairs(

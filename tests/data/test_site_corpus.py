@@ -191,3 +191,17 @@ def test_site_code_builds_with_counts_in_metadata(fake_env, tmp_path, capsys):
     test = tfds.data_source("site_code", split="test", data_dir=data_dir, download=False)
     assert [r["module"].decode() for r in test] == [TEST]
     assert textwrap.dedent(FUNCTION).split('"""')[2].strip() in test[0]["y"].decode()
+
+
+@pytest.mark.parametrize("kind", ["code", "text"])
+def test_a_shared_held_out_mining_writes_the_same_splits(fake_env, kind):
+    """A build mines validation and test once (HeldOutPairs) for train's dedup and their own
+    splits: the same pairs and drop counts as mining them again for each."""
+    expected, expected_skipped = _mine(kind)
+    held_out = site_corpus.HeldOutPairs(kind, fake_env)
+    for split in SPLITS:  # the builder's order: train (which fills held_out) first
+        skipped = collections.Counter()
+        pairs = [p for _, p in site_corpus.iter_pairs(kind, split, fake_env, skipped=skipped, held_out=held_out)]
+        assert pairs == expected[split] and skipped == expected_skipped[split]
+    with pytest.raises(ValueError, match="same kind, roots and seed"):
+        list(site_corpus.iter_pairs("code" if kind == "text" else "text", "train", fake_env, held_out=held_out))

@@ -60,7 +60,10 @@ class SitePairBuilder(PairBuilder, skip_registration=True):
         )
 
     def _pairs(self, split: str, skipped: collections.Counter[str]) -> Iterator[tuple[str, stdlib_corpus.Pair]]:
-        return site_corpus.iter_pairs(self.KIND, split, self._roots(), skipped=skipped)
+        # One HeldOutPairs per build: train's dedup index and the held-out splits mine them once.
+        if not hasattr(self, "_held_out"):
+            self._held_out = site_corpus.HeldOutPairs(self.KIND, self._roots())
+        return site_corpus.iter_pairs(self.KIND, split, self._roots(), skipped=skipped, held_out=self._held_out)
 
     def _roots(self) -> tuple[site_corpus.Root, ...]:
         if not hasattr(self, "_site_roots"):
