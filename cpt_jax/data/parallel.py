@@ -73,13 +73,15 @@ def ordered_map(
         return
     window = window or 4 * workers
     items = itertools.chain(head, it)
-    pending: collections.deque[tuple[T, concurrent.futures.Future]] = collections.deque()
+    # [item, its future]: an item stays here until its result is yielded, so a broken pool loses none.
+    pending: collections.deque[list] = collections.deque()
     context = multiprocessing.get_context("spawn")
     try:
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
             try:
                 for item in items:
-                    pending.append((item, pool.submit(fn, item)))
+                    pending.append([item, None])
+                    pending[-1][1] = pool.submit(fn, item)
                     if len(pending) >= window:
                         yield pending[0][1].result()
                         pending.popleft()
@@ -88,7 +90,8 @@ def ordered_map(
                     pending.popleft()
             finally:
                 for _, future in pending:
-                    future.cancel()
+                    if future is not None:
+                        future.cancel()
     except concurrent.futures.process.BrokenProcessPool as e:
         # A worker could not start or died (e.g. a main script without an `if __name__ ==
         # "__main__":` guard, which every spawned worker imports, or a main read from stdin):

@@ -111,3 +111,29 @@ def test_a_broken_pool_falls_back_to_this_process(monkeypatch, capsys):
     assert list(parallel.ordered_map(_square, range(30), workers=2, min_items=2, window=4)) == [i * i for i in range(30)]
     err = capsys.readouterr().err
     assert "a worker died" in err and parallel.WORKERS_ENV in err and "__main__" in err
+
+
+def test_a_pool_that_breaks_while_submitting_loses_no_item(monkeypatch, capsys):
+    class BreaksOnThirdSubmit:
+        """Runs the first two items, then refuses new work as a broken pool does."""
+
+        def __init__(self, *args, **kwargs):
+            self.submitted = 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, item):
+            self.submitted += 1
+            if self.submitted > 2:
+                raise parallel.concurrent.futures.process.BrokenProcessPool("the pool broke")
+            future = parallel.concurrent.futures.Future()
+            future.set_result(fn(item))
+            return future
+
+    monkeypatch.setattr(parallel.concurrent.futures, "ProcessPoolExecutor", BreaksOnThirdSubmit)
+    assert list(parallel.ordered_map(_square, range(12), workers=2, min_items=2, window=8)) == [i * i for i in range(12)]
+    assert "the pool broke" in capsys.readouterr().err
