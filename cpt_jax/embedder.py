@@ -2,8 +2,9 @@
 
 Texts are tokenised with the side's delimiters, sorted by length and padded to bucket lengths
 about 1.25x apart (multiples of 16), so a handful of compiled shapes serve any input and padding
-adds at most about a quarter; batches are split over all local devices and dispatched up to 8
-ahead of fetching their results. `encode` has the shape MTEB expects: a list of strings in,
+adds at most about a quarter; on CPU a batch holds at most CPU_BATCH_TOKENS tokens (fewer rows
+for longer buckets); batches are split over all local devices and dispatched up to 8 ahead of
+fetching their results. `encode` has the shape MTEB expects: a list of strings in,
 float32 [n, d] out.
 """
 
@@ -34,6 +35,12 @@ from cpt_jax.model.pooling import nested_prefix
 
 SIDES = {"query": "x", "document": "y", "x": "x", "y": "y"}
 _RECENT_BYTES = 64 << 20
+# Tokens per encoding batch on CPU. XLA:CPU takes each buffer of a call from the host malloc; past
+# glibc's mmap threshold (at most 32 MiB) every call maps fresh pages and faults them in, which
+# at 128 rows x 256 tokens costs about a third of the time. Batches of about 2048 tokens keep the
+# buffers reused and in cache: 1.1-1.5x the throughput on glibc, a little on tcmalloc
+# (bench/encode_batching.py, bench/README.md).
+CPU_BATCH_TOKENS = 2048
 
 
 def bucket_lengths(max_len: int, smallest: int = 16, growth: float = 1.25, multiple: int = 16) -> list[int]:
@@ -52,23 +59,44 @@ def padded_length(length: int, buckets: Sequence[int]) -> int:
     return next(b for b in buckets if b >= length)
 
 
+def batch_rows(width: int, rows: int, max_tokens: int | None, multiple: int = 1) -> int:
+    """Rows of a batch padded to `width` tokens: `rows`, or fewer so that rows * width stays within
+    max_tokens (None: no bound), rounded down to a multiple of `multiple` (the devices the rows
+    are split over) and never below it."""
+    if max_tokens is not None:
+        rows = min(rows, max_tokens // width)
+    return max(multiple, rows - rows % multiple)
+
+
 def padded_batches(
-    tokens: np.ndarray, mask: np.ndarray, max_len: int, rows: int
+    tokens: np.ndarray, mask: np.ndarray, max_len: int, rows: int,
+    max_tokens: int | None = None, multiple: int = 1,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Tokenised texts [n, max_len] as batches of `rows` rows, longest first, each padded to its
-    bucket length: (indices into the texts, tokens, mask) [rows, width]; rows past the texts get one
-    token so pooling stays finite."""
+    """Tokenised texts [n, max_len] as batches, longest first, each padded to its bucket length:
+    (indices into the texts, tokens, mask) [r, width], r = batch_rows(width, rows, max_tokens,
+    multiple), one row count per bucket, so the compiled shapes stay one per bucket; rows past the
+    texts get one token so pooling stays finite."""
     lengths = mask.sum(axis=1)
     order = np.argsort(-lengths, kind="stable")
     buckets = bucket_lengths(max_len)
-    for start in range(0, len(tokens), rows):
-        idx = order[start : start + rows]
-        width = padded_length(lengths[idx].max(), buckets)
-        t = np.zeros((rows, width), np.int32)
-        m = np.zeros((rows, width), np.int32)
+    start = 0
+    while start < len(tokens):
+        # Sorted longest first: the batch's first text sets its width, and so its row count.
+        width = padded_length(lengths[order[start]], buckets)
+        r = batch_rows(width, rows, max_tokens, multiple)
+        idx = order[start : start + r]
+        start += r
+        t = np.zeros((r, width), np.int32)
+        m = np.zeros((r, width), np.int32)
         t[: len(idx)], m[: len(idx)] = tokens[idx, :width], mask[idx, :width]
         m[len(idx) :, 0] = 1
         yield idx, t, m
+
+
+def default_batch_tokens() -> int | None:
+    """The bound on tokens per encoding batch for the default backend: CPU_BATCH_TOKENS on CPU,
+    none on accelerators (larger batches keep them busy)."""
+    return CPU_BATCH_TOKENS if jax.default_backend() == "cpu" else None
 
 
 def run_instructions(data_config: dict) -> dict[str, tuple[str, str]]:
@@ -105,6 +133,7 @@ class Embedder:
         # sources share it, else none until with_instruction / for_task picks a source's.
         self.prefix = dict(zip("xy", common_instruction(self.instructions)))
         self.truncate_dim: int | None = None  # with_dim: Matryoshka prefix of the embedding
+        self.batch_tokens = default_batch_tokens()  # with_batch_tokens: the bound on a batch's tokens
         # The last full-width results, shared by every copy (with_dim of one model re-encodes nothing).
         self._recent: collections.OrderedDict = collections.OrderedDict()
         self._mesh = Mesh(np.array(jax.local_devices()), ("batch",))
@@ -217,6 +246,16 @@ class Embedder:
         other.truncate_dim = None if dim == self.model.d_model else dim
         return other
 
+    def with_batch_tokens(self, batch_tokens: int | None) -> Embedder:
+        """The same model encoding batches of at most ``batch_tokens`` tokens (rows x padded width;
+        at least one row per device), or of ``batch_size`` rows whatever their length (None). The
+        default is default_batch_tokens(). Shares the parameters."""
+        if batch_tokens is not None and batch_tokens < 1:
+            raise ValueError(f"batch_tokens={batch_tokens}: pass a positive number of tokens per batch, or None for no bound.")
+        other = copy.copy(self)
+        other.batch_tokens = batch_tokens
+        return other
+
     def with_instruction(self, source: str) -> Embedder:
         """The same model putting source ``source``'s instruction (DataConfig.instructions of the
         run) before every text, as training did. Shares the parameters."""
@@ -284,7 +323,7 @@ class Embedder:
         tokens, mask = self.tokenizer.encode(texts, s, self.max_len[s])
         out = np.zeros((len(texts), self.model.d_model), np.float32)
         pending: list[tuple[np.ndarray, jax.Array]] = []  # dispatched, not yet fetched (at most 8)
-        for idx, t, m in padded_batches(tokens, mask, self.max_len[s], batch_size):
+        for idx, t, m in padded_batches(tokens, mask, self.max_len[s], batch_size, self.batch_tokens, n_dev):
             pending.append((idx, self._embed(self.params, t, m)))
             if len(pending) > 8:  # bounded: device results never hold more than 8 batches
                 rows, result = pending.pop(0)

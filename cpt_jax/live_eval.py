@@ -23,7 +23,7 @@ from jax.experimental import multihost_utils
 
 from cpt_jax.data import probe_tasks
 from cpt_jax.data.tokenizer import Tokenizer
-from cpt_jax.embedder import SIDES, common_instruction, padded_batches, run_instructions
+from cpt_jax.embedder import SIDES, common_instruction, default_batch_tokens, padded_batches, run_instructions
 from cpt_jax.eval.spec import DEFAULT_DATA_DIR, EvalSpec
 from cpt_jax.eval.suite import TRAINED, Results, evaluate
 from cpt_jax.model import embed
@@ -69,7 +69,7 @@ class LiveEncoder:
         rows = max(self._rows, batch_size - batch_size % self._rows)
         out = np.zeros((len(texts), self.run.config.model.d_model), np.float32)
         with jax.set_mesh(self.run.mesh), nn.logical_axis_rules(list(self.run.rules)):
-            for idx, t, m in padded_batches(tokens, mask, self.max_len[s], rows):
+            for idx, t, m in padded_batches(tokens, mask, self.max_len[s], rows, default_batch_tokens(), self._rows):
                 state = self.run.state
                 emb = self._embed(state.params, state.frozen, self._global(t), self._global(m))
                 host = multihost_utils.process_allgather(emb, tiled=True) if jax.process_count() > 1 else emb

@@ -12,7 +12,7 @@ from pydoc_data.topics import topics
 from cpt_jax import checkpoint
 from cpt_jax.data.tokenizer import RUN_DIR_NAME, Tokenizer
 from cpt_jax.data.tokenizer_files import TokenizerIntegrityError, TokenizerMismatchError
-from cpt_jax.embedder import Embedder, bucket_lengths
+from cpt_jax.embedder import CPU_BATCH_TOKENS, Embedder, batch_rows, bucket_lengths, padded_batches
 from cpt_jax.model import ModelConfig, embed
 from tests.helpers import write_run_dir
 
@@ -42,6 +42,51 @@ def test_bucket_lengths():
     lengths = bucket_lengths(2048)
     assert len(lengths) < 25 and all(b > a for a, b in zip(lengths, lengths[1:]))
     assert all(b <= max(1.25 * a + 16, a + 16) for a, b in zip(lengths, lengths[1:]))
+
+
+def test_batch_rows_bound_the_tokens_and_keep_a_multiple_of_the_devices():
+    assert batch_rows(16, 128, None) == 128
+    assert batch_rows(16, 128, 2048) == 128  # 2048 tokens: the row bound decides
+    assert batch_rows(256, 128, 2048) == 8
+    assert batch_rows(176, 128, 2048) == 11
+    assert batch_rows(176, 128, 2048, multiple=8) == 8
+    assert batch_rows(512, 128, 2048, multiple=8) == 8  # never below one row per device
+    assert batch_rows(100, 60, None, multiple=8) == 56
+
+
+def test_padded_batches_give_each_bucket_its_own_row_count_and_cover_every_text():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 129, size=300)
+    mask = (np.arange(128)[None, :] < lengths[:, None]).astype(np.int32)
+    tokens = mask * rng.integers(5, 100, size=mask.shape)
+    seen, rows_of_width = [], {}
+    for idx, t, m in padded_batches(tokens, mask, 128, rows=64, max_tokens=1024, multiple=2):
+        rows, width = t.shape
+        assert rows == batch_rows(width, 64, 1024, 2) and rows * width <= max(1024, 2 * width)
+        assert rows_of_width.setdefault(width, rows) == rows  # one shape per bucket
+        assert lengths[idx].max() <= width and len(idx) <= rows
+        np.testing.assert_array_equal(t[: len(idx)], tokens[idx, :width])
+        assert m[len(idx) :, 0].all() and m[len(idx) :, 1:].sum() == 0  # filler rows: one token
+        seen.extend(idx.tolist())
+    assert sorted(seen) == list(range(300))
+    assert rows_of_width[16] == 64 and rows_of_width[128] == 8
+
+
+def test_a_token_bound_changes_no_embedding(embedder, monkeypatch):
+    assert embedder.batch_tokens == (CPU_BATCH_TOKENS if jax.default_backend() == "cpu" else None)
+    texts = TEXTS + [" ".join(TEXTS)]
+    tokens, mask = embedder.tokenizer.encode(texts, "y", 64)
+    full = np.asarray(embed(embedder.params, embedder.model, tokens, mask))  # one batch, no buckets
+    small = embedder.with_batch_tokens(64)
+    assert small.params is embedder.params and small.batch_tokens == 64
+    shapes = []
+    monkeypatch.setattr(small, "_embed", lambda p, t, m: shapes.append(t.shape) or embedder._embed(p, t, m))
+    small._recent.clear()  # shared by copies: encode for real
+    np.testing.assert_allclose(small.encode(texts, "document", batch_size=16), full, atol=1e-5)
+    n = len(jax.local_devices())  # at least one row per device
+    assert all(r % n == 0 and r * w <= max(64, n * w) for r, w in shapes) and (n, 64) in shapes
+    with pytest.raises(ValueError, match="positive number of tokens"):
+        embedder.with_batch_tokens(0)
 
 
 def test_with_max_len_reads_longer_texts_and_keeps_short_ones(embedder):
