@@ -11,8 +11,8 @@ cpt-jax's compiles, one per length bucket) and is printed but not in the median.
 --batch_size and sort by length. Also checks the two agree (max |difference| of the embeddings).
 
 GFLOP/s and MFU count the model FLOPs (cpt_jax/model/flops.py) of the tokens each system computes:
-cpt-jax pads each sorted batch to a length bucket, sentence-transformers to the batch's longest
-text. MFU divides by the 2048^3 matmul peak of the dtype the system computes in, the larger of
+cpt-jax pads each sorted batch to a length bucket (on CPU a batch holds at most CPU_BATCH_TOKENS
+tokens, so long buckets have fewer rows), sentence-transformers to the batch's longest text. MFU divides by the 2048^3 matmul peak of the dtype the system computes in, the larger of
 JAX's and PyTorch's, measured at the start of the run.
 
 --dtype bfloat16 encodes with `Embedder.load(..., dtype="bfloat16")` and loads the exported model
@@ -54,7 +54,9 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from cpt_jax import Embedder
-    from cpt_jax.embedder import bucket_lengths, padded_length
+    import jax
+
+    from cpt_jax.embedder import batch_rows, bucket_lengths, padded_length
     from cpt_jax.eval.tasks import load_pair_task
     from cpt_jax.interop.export import export
     from cpt_jax.model.flops import encoder_forward_flops
@@ -68,13 +70,17 @@ def main() -> None:
                              model_kwargs={"dtype": getattr(torch, args.st_dtype)})
     lengths = np.sort(embedder.tokenizer.encode(docs, "y", embedder.max_len["y"])[1].sum(axis=1))[::-1]
     tokens = int(lengths.sum())
-    # The padded [rows, width] shapes each system computes, batch by batch.
+    # The padded [rows, width] shapes each system computes, batch by batch (cpt-jax's as
+    # embedder.padded_batches makes them: on CPU at most embedder.batch_tokens tokens a batch).
     batches = [lengths[i : i + args.batch_size] for i in range(0, len(lengths), args.batch_size)]
     buckets = bucket_lengths(embedder.max_len["y"])
-    shapes = {
-        "cpt-jax": [(args.batch_size, padded_length(batch.max(), buckets)) for batch in batches],
-        "sentence-transformers": [(len(batch), int(batch.max())) for batch in batches],
-    }
+    ours, start = [], 0
+    while start < len(lengths):
+        width = padded_length(lengths[start], buckets)
+        rows = batch_rows(width, args.batch_size, embedder.batch_tokens, len(jax.local_devices()))
+        ours.append((rows, width))
+        start += rows
+    shapes = {"cpt-jax": ours, "sentence-transformers": [(len(batch), int(batch.max())) for batch in batches]}
     m = embedder.model
     flops = {name: sum(rows * encoder_forward_flops(m, width) for rows, width in sizes) for name, sizes in shapes.items()}
     dtypes = {"cpt-jax": args.dtype, "sentence-transformers": args.st_dtype}

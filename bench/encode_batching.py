@@ -81,7 +81,7 @@ def _end_to_end(embedder, parts, bound: int, rounds: int) -> None:
 
 def _widths(embedder, widths: list[int], bounds: list[int]) -> None:
     e = embedder.with_batch_tokens(None)
-    print(f"\ntokens/s of one batch, by padded width and tokens per batch (rows = bound / width; 'rows 128': 128 rows)")
+    print("\ntokens/s of one batch, by padded width and tokens per batch (rows = bound / width; 'rows 128': 128 rows)")
     print(f"{'width':>5} " + " ".join(f"{b:>8}" for b in bounds) + f" {'rows 128':>9}")
     for w in widths:
         row = []
@@ -107,6 +107,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--no_widths", action="store_true")
     args = p.parse_args()
+    if args.rounds < 1:
+        sys.exit(f"--rounds {args.rounds}: pass 1 or more (round 0, the warm-up, is not timed).")
     if not os.path.isdir(args.checkpoint):
         sys.exit(f"--checkpoint {args.checkpoint} is not a training run; create it with the README's first command "
                  "(python -m cpt_jax.train --gin_file=configs/experiments/minilm_cpt.gin)")

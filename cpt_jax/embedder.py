@@ -35,11 +35,10 @@ from cpt_jax.model.pooling import nested_prefix
 
 SIDES = {"query": "x", "document": "y", "x": "x", "y": "y"}
 _RECENT_BYTES = 64 << 20
-# Tokens per encoding batch on CPU. XLA:CPU takes each buffer of a call from the host malloc; past
-# glibc's mmap threshold (at most 32 MiB) every call maps fresh pages and faults them in, which
-# at 128 rows x 256 tokens costs about a third of the time. Batches of about 2048 tokens keep the
-# buffers reused and in cache: 1.1-1.5x the throughput on glibc, a little on tcmalloc
-# (bench/encode_batching.py, bench/README.md).
+# Tokens per encoding batch on CPU. XLA:CPU takes each buffer of a call from the host malloc, and
+# glibc maps a buffer past its mmap threshold (at most 32 MiB) afresh on every call, faulting in
+# every page: long, wide batches spend much of their time there. Batches this small keep the
+# buffers reused and in cache (bench/encode_batching.py; its numbers are in bench/README.md).
 CPU_BATCH_TOKENS = 2048
 
 
