@@ -12,8 +12,9 @@ cpt-jax's compiles, one per length bucket) and is printed but not in the median.
 
 GFLOP/s and MFU count the model FLOPs (cpt_jax/model/flops.py) of the tokens each system computes:
 cpt-jax pads each sorted batch to a length bucket (on CPU a batch holds at most CPU_BATCH_TOKENS
-tokens, so long buckets have fewer rows), sentence-transformers to the batch's longest text. MFU divides by the 2048^3 matmul peak of the dtype the system computes in, the larger of
-JAX's and PyTorch's, measured at the start of the run.
+tokens, so long buckets have fewer rows), sentence-transformers to the batch's longest text. MFU
+divides by the 2048^3 matmul peak of the dtype the system computes in, the larger of JAX's and
+PyTorch's, measured at the start of the run.
 
 --dtype bfloat16 encodes with `Embedder.load(..., dtype="bfloat16")` and loads the exported model
 in bfloat16 too (--st_dtype float32 keeps sentence-transformers at its float32 default).
@@ -56,7 +57,7 @@ def main() -> None:
     from cpt_jax import Embedder
     import jax
 
-    from cpt_jax.embedder import batch_rows, bucket_lengths, padded_length
+    from cpt_jax.embedder import padded_batches
     from cpt_jax.eval.tasks import load_pair_task
     from cpt_jax.interop.export import export
     from cpt_jax.model.flops import encoder_forward_flops
@@ -73,13 +74,9 @@ def main() -> None:
     # The padded [rows, width] shapes each system computes, batch by batch (cpt-jax's as
     # embedder.padded_batches makes them: on CPU at most embedder.batch_tokens tokens a batch).
     batches = [lengths[i : i + args.batch_size] for i in range(0, len(lengths), args.batch_size)]
-    buckets = bucket_lengths(embedder.max_len["y"])
-    ours, start = [], 0
-    while start < len(lengths):
-        width = padded_length(lengths[start], buckets)
-        rows = batch_rows(width, args.batch_size, embedder.batch_tokens, len(jax.local_devices()))
-        ours.append((rows, width))
-        start += rows
+    mask = (np.arange(embedder.max_len["y"])[None, :] < lengths[:, None]).astype(np.int32)
+    ours = [t.shape for _, t, _ in padded_batches(mask, mask, embedder.max_len["y"], args.batch_size,
+                                                   embedder.batch_tokens, len(jax.local_devices()))]
     shapes = {"cpt-jax": ours, "sentence-transformers": [(len(batch), int(batch.max())) for batch in batches]}
     m = embedder.model
     flops = {name: sum(rows * encoder_forward_flops(m, width) for rows, width in sizes) for name, sizes in shapes.items()}

@@ -37,15 +37,15 @@ def _isa() -> str:
         return "unknown ISA"
 
 
-def _texts(embedder, data_dir: str, max_pairs: int) -> list[tuple[str, object, list[str], str]]:
-    """(label, the task's encoder, texts, side) of everything one system encodes for the retrieval tasks."""
+def _texts(embedder, data_dir: str, max_pairs: int) -> list[tuple[object, list[str], str]]:
+    """(the task's encoder, texts, side) of everything one system encodes for the retrieval tasks."""
     from cpt_jax.eval.tasks import load_pair_task
 
     out = []
     for name in TASKS:
         task = load_pair_task(name, "test", data_dir, max_pairs)
         enc = embedder.for_task(name)
-        out += [(f"{name} queries", enc, task.queries, "query"), (f"{name} documents", enc, task.docs, "document")]
+        out += [(enc, task.queries, "query"), (enc, task.docs, "document")]
     return out
 
 
@@ -53,7 +53,7 @@ def _end_to_end(embedder, parts, bound: int, rounds: int) -> None:
     from cpt_jax.embedder import SIDES
 
     tokens = 0
-    for _, enc, texts, side in parts:
+    for enc, texts, side in parts:
         s = SIDES[side]
         tokens += int(enc.tokenizer.encode([enc.prefix[s] + t for t in texts], s, enc.max_len[s])[1].sum())
     systems = {"128 rows per batch": None, f"<= {bound} tokens per batch": bound}
@@ -64,7 +64,7 @@ def _end_to_end(embedder, parts, bound: int, rounds: int) -> None:
         for name, b in systems.items():
             t0 = time.perf_counter()
             outs = []
-            for _, enc, texts, side in parts:
+            for enc, texts, side in parts:
                 enc = enc.with_batch_tokens(b)
                 enc._recent.clear()  # the copies share a cache of recent results: encode for real
                 outs.append(enc.encode(texts, side, batch_size=128))
