@@ -113,9 +113,11 @@ VARIANTS["b256_gc64_lr1e-4_by_source_instructions_tau20_prevneg"] = (256, 64, 1e
 # The recipe on fewer pairs (fewer steps of the same batch): what a shorter main job would lose.
 VARIANTS["b256_gc64_lr1e-4_by_source_instructions_tau20_steps8"] = VARIANTS["b256_gc64_lr1e-4_by_source_instructions_tau20"]
 VARIANTS["b256_gc64_lr1e-4_by_source_instructions_tau20_steps12"] = VARIANTS["b256_gc64_lr1e-4_by_source_instructions_tau20"]
+VARIANTS["b256_gc64_lr1e-4_by_source_instructions_tau20_steps6"] = VARIANTS["b256_gc64_lr1e-4_by_source_instructions_tau20"]
 # Variants trained on another number of pairs than --pairs (the same batch, so other steps); every other sees --pairs.
 PAIRS = {"b256_gc64_lr1e-4_by_source_instructions_tau20_mix3:2_steps20": 5120,
          "b256_gc64_lr1e-4_by_source_instructions_tau20_steps8": 2048,
+         "b256_gc64_lr1e-4_by_source_instructions_tau20_steps6": 1536,
          "b256_gc64_lr1e-4_by_source_instructions_tau20_steps12": 3072}
 
 

@@ -9,6 +9,7 @@ import gin
 import pytest
 
 from cpt_jax.cli import flags as config
+from cpt_jax.data import mixture
 from cpt_jax.model import ModelConfig
 from cpt_jax.train.config import validate
 from cpt_jax.train.run import with_pretrained_shape
@@ -87,6 +88,9 @@ def test_the_main_job_is_the_papers_recipe():
     assert train.global_batch_size >= 256 and 0 < train.grad_cache_chunk_size < train.global_batch_size
     assert train.data.batching == "by_source" and len(train.data.instructions) == 2
     assert train.temperature.init == pytest.approx(math.log(20))
+    # Every source gets steps in its weight's proportion even in the main job's few steps.
+    schedule = mixture.Schedule(mixture.normalise(train.data.weights), 1, by_source=True, offset=train.data.seed)
+    assert schedule.cumulative(train.num_steps) == [4, 2]  # code, text
 
 
 def test_experiment_config_builds_a_train_config(tmp_path):
