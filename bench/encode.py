@@ -51,12 +51,11 @@ def main() -> None:
         sys.exit(f"--checkpoint {args.checkpoint} is not a training run; create it with "
                  "python -m cpt_jax.train --gin_file=configs/experiments/minilm_code.gin")
 
+    import jax
     import torch
     from sentence_transformers import SentenceTransformer
 
     from cpt_jax import Embedder
-    import jax
-
     from cpt_jax.embedder import padded_batches
     from cpt_jax.eval.tasks import load_pair_task
     from cpt_jax.interop.export import export

@@ -9,7 +9,7 @@ import gin
 import pytest
 
 from cpt_jax.cli import flags as config
-from cpt_jax.data import mixture
+from cpt_jax.data.pipeline import source_schedule
 from cpt_jax.model import ModelConfig
 from cpt_jax.train.config import validate
 from cpt_jax.train.run import with_pretrained_shape
@@ -89,7 +89,7 @@ def test_the_main_job_is_the_papers_recipe():
     assert train.data.batching == "by_source" and len(train.data.instructions) == 2
     assert train.temperature.init == pytest.approx(math.log(20))
     # Every source gets steps in its weight's proportion even in the main job's few steps.
-    schedule = mixture.Schedule(mixture.normalise(train.data.weights), 1, by_source=True, offset=train.data.seed)
+    schedule = source_schedule(train.data, len(train.data.sources), 1)
     assert schedule.cumulative(train.num_steps) == [4, 2]  # code, text
 
 

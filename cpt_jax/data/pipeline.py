@@ -43,6 +43,16 @@ STREAM_META_KEY = "data_stream"  # checkpoint meta key of Batches.checkpoint_met
 LAYOUT_DEFAULTS = {"batching": "mixed"}  # layout keys that checkpoints written before them lack
 
 
+def source_schedule(config: DataConfig, num_sources: int, rows_per_step: int) -> mixture.Schedule:
+    """How many of a step's rows_per_step rows each of the config's num_sources sources gives
+    (DataConfig.weights, equal without them; one source per step with batching="by_source",
+    its pattern shifted by the seed)."""
+    weights = mixture.normalise(config.weights or (1.0,) * num_sources)
+    if len(weights) != num_sources:
+        raise ValueError(f"{len(weights)} weights for {num_sources} sources; give one per source.")
+    return mixture.Schedule(weights, rows_per_step, by_source=config.batching == "by_source", offset=config.seed)
+
+
 @dataclasses.dataclass(frozen=True)
 class StreamPosition:
     """Where this process's readers are after a batch: JSON-ready, gathered into checkpoints.
@@ -95,13 +105,8 @@ class Batches:
         names = [s.name for s in self.sources]
         if len(set(names)) != len(names):
             raise ValueError(f"source names {names} repeat; give every source a distinct name.")
-        self.weights = mixture.normalise(config.weights or (1.0,) * len(self.sources))
-        if len(self.weights) != len(self.sources):
-            raise ValueError(f"{len(config.weights)} weights for {len(self.sources)} sources; give one per source.")
         self.rows_per_reader = global_batch_size // self.num_readers
-        self.schedule = mixture.Schedule(
-            self.weights, self.rows_per_reader, by_source=config.batching == "by_source", offset=config.seed
-        )
+        self.schedule = source_schedule(config, len(self.sources), self.rows_per_reader)
         self.instructions = config.instructions or (("", ""),) * len(self.sources)
         if len(self.instructions) != len(self.sources):
             raise ValueError(
